@@ -1,0 +1,246 @@
+"""The declarative layer map of a model family.
+
+A family's spec (``converters/<family>.py``) is data: the variants with the official constructor
+keyword arguments, the layouts in which checkpoints are released, and the kind of every layer.
+The conversion engine (:mod:`porthub.engine`) derives every tensor transform from these
+declarations, in both directions, so no family needs code of its own to convert.
+
+Canonical form: the official PyTorch ``state_dict`` (official keys, PyTorch shapes). Every layout
+is a reversible map between a file's contents and the canonical form. The only PyTorch<->Paddle
+differences are the declared layer kinds (:class:`LayerKind`).
+
+Nothing here imports torch or paddle.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "LayerKind",
+    "LayerRule",
+    "Rename",
+    "Layout",
+    "Variant",
+    "FeatureSet",
+    "ModelRef",
+    "Tolerance",
+    "FamilySpec",
+    "TORCH",
+    "PADDLE",
+]
+
+TORCH = "torch"
+PADDLE = "paddle"
+FRAMEWORKS = (TORCH, PADDLE)
+
+
+class LayerKind(str, enum.Enum):
+    """What a layer is, which decides how its tensors differ between the frameworks."""
+
+    #: ``nn.Linear``: ``weight`` is ``[out, in]`` in PyTorch and ``[in, out]`` in Paddle.
+    LINEAR = "linear"
+    #: ``nn.BatchNorm*``: ``running_mean``/``running_var`` are ``_mean``/``_variance`` in Paddle,
+    #: and ``num_batches_tracked`` exists only in PyTorch (dropped, restored as 0).
+    BATCHNORM = "batchnorm"
+    #: Everything else (convolutions, LayerNorm, position-bias tables, index buffers): unchanged.
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """Layers whose module path (the key without its last component) fully matches ``pattern``
+    are of ``kind``. The first matching rule of a spec wins; unmatched layers are PLAIN."""
+
+    pattern: str
+    kind: LayerKind
+
+    def matches(self, module_path: str) -> bool:
+        return re.fullmatch(self.pattern, module_path) is not None
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A reversible rename of one dot-separated key component (for example PaddleSeg's ``_conv``
+    for the official ``c``). ``canonical`` and ``file`` are whole components, never substrings,
+    so the inverse is exact as long as ``file`` is not itself a canonical component (a test checks
+    this against every variant's manifest)."""
+
+    canonical: str
+    file: str
+
+
+ConstantFn = Callable[[Mapping[str, Any], Sequence[str]], "dict[str, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way a checkpoint file holds a model's weights.
+
+    Reading a file: pick the first of ``containers`` present in the top-level dict (``()`` means the
+    file is the state dict itself), keep the keys that start with ``prefix`` and strip it, drop keys
+    fully matching ``constants`` patterns (they are regenerated on writing) and keys fully matching
+    ``ignore`` (parts of the file no porthub model has, such as a detector's head), undo the
+    ``renames``, and, for Paddle layouts, undo the layer-kind transforms.
+
+    Writing a file is the exact inverse: kind transforms, renames, ``constant_fn`` buffers, prefix,
+    and the container ``wrap`` (``None`` writes a bare state dict).
+    """
+
+    name: str
+    framework: str = TORCH
+    description: str = ""
+    containers: tuple[str, ...] = ()
+    wrap: str | None = None
+    prefix: str = ""
+    renames: tuple[Rename, ...] = ()
+    constants: tuple[str, ...] = ()
+    constant_fn: ConstantFn | None = None
+    ignore: tuple[str, ...] = ()
+    #: extra entries put beside the state dict when writing (for example mmcv's ``meta``)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: formats this layout is written in by default
+    default_format: str = "pth"
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"layout {self.name!r}: framework must be one of {FRAMEWORKS}, not {self.framework!r}")
+        if self.constants and self.constant_fn is None:
+            raise ValueError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn to rebuild them")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How to build a model: the class name in ``torch_models/<family>.py`` and
+    ``paddle_models/<family>.py`` (the twin files) and its keyword arguments."""
+
+    class_name: str
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered model: the official constructor and its exact keyword arguments."""
+
+    name: str
+    class_name: str
+    kwargs: Mapping[str, Any]
+    aliases: tuple[str, ...] = ()
+    #: the layout the authors released this variant's checkpoint in (used when writing PyTorch files)
+    release_layout: str = "official"
+    #: input resolution (H, W) used for evaluation and for seeded checks
+    input_size: tuple[int, int] = (224, 224)
+    num_classes: int = 1000
+    task: str = "classification"
+    #: free-form facts for docs and model cards: README accuracy with its source, released file
+    #: name, dataset, paper, licence
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def model(self, **overrides: Any) -> ModelRef:
+        return ModelRef(self.class_name, {**self.kwargs, **overrides})
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Intermediate outputs a reference case can be checked on.
+
+    ``pattern`` selects entries of ``<case>.features.npz``. Each selected name is produced by the
+    model built from ``model`` (default: the case's own model) run on ``input`` (``"input"`` for
+    ``<case>.input.npy``, ``"features_input"`` for ``<case>.features_input.npy``):
+
+    * a name listed in ``outputs`` (``{"stage{i}": ""}``: the model's own output, a list, item i;
+      ``{"backbone_out{i}": "backbone"}``: item i of module ``backbone``'s output;
+      ``{"decode_head_out": "decode_head"}``: that module's output) comes from that module,
+    * any other name is a module path whose forward output is taken with a hook.
+
+    ``checkpoint_suffix`` names a case file with the weights for this model instead of the case's
+    checkpoint (e.g. ``".backbone.pth"``); ``layout`` forces the layout used to read them;
+    ``dtypes`` lists the dtypes the official code produced (``_f64``-suffixed entries are float64).
+    """
+
+    pattern: str
+    input: str = "input"
+    model: ModelRef | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    checkpoint_suffix: str | None = None
+    layout: str | None = None
+    dtypes: tuple[str, ...] = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A comparison threshold (absolute, times max(1, max|reference|)) with the reason for it."""
+
+    float32: float = 2e-5
+    float64: float = 1e-8
+    reason: str = "float arithmetic: the official code itself agrees with its float64 run to ~1e-6"
+
+    def for_dtype(self, dtype: str) -> float:
+        return {"float32": self.float32, "float64": self.float64}[dtype]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything porthub knows about one family, as data.
+
+    ``case_model`` and ``case_features`` read the family's reference-case JSON (the format the
+    official fixtures use) into a :class:`ModelRef` and :class:`FeatureSet` list; they are pure
+    functions of the JSON so that held-back cases of the same format work unchanged.
+    """
+
+    family: str
+    title: str
+    module: str
+    layers: tuple[LayerRule, ...]
+    layouts: tuple[Layout, ...]
+    variants: tuple[Variant, ...]
+    case_model: Callable[[Mapping[str, Any]], ModelRef]
+    case_features: Callable[[Mapping[str, Any]], Sequence[FeatureSet]] = lambda case: ()
+    #: the torch layout of a reference case's checkpoint, when it is not the first layout
+    case_layout: Callable[[Mapping[str, Any]], str | None] = lambda case: None
+    #: per-framework tolerances (Paddle kernels that cannot reach float64 say so here)
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    paper: str = ""
+    official_repo: str = ""
+    licence: str = ""
+    #: evaluation preprocessing (input size, crop fraction, interpolation, mean/std)
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [layout.name for layout in self.layouts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"family {self.family!r}: duplicate layout names {names}")
+        if not any(layout.framework == TORCH for layout in self.layouts):
+            raise ValueError(f"family {self.family!r}: no PyTorch layout")
+        for variant in self.variants:
+            if variant.release_layout not in names:
+                raise ValueError(
+                    f"variant {variant.name!r}: release_layout {variant.release_layout!r} is not one of {names}"
+                )
+
+    def kind_of(self, module_path: str) -> LayerKind:
+        for rule in self.layers:
+            if rule.matches(module_path):
+                return rule.kind
+        return LayerKind.PLAIN
+
+    def layout(self, name: str) -> Layout:
+        for layout in self.layouts:
+            if layout.name == name:
+                return layout
+        known = ", ".join(layout.name for layout in self.layouts)
+        raise KeyError(f"family {self.family!r} has no layout {name!r} (known: {known})")
+
+    def layouts_for(self, framework: str) -> tuple[Layout, ...]:
+        return tuple(layout for layout in self.layouts if layout.framework == framework)
+
+    def default_layout(self, framework: str) -> Layout:
+        return self.layouts_for(framework)[0]
+
+    def tolerance(self, framework: str) -> Tolerance:
+        return self.tolerances.get(framework, Tolerance())

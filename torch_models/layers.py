@@ -1,0 +1,48 @@
+"""Blocks shared by the PyTorch families. Twin of ``paddle_models/layers.py``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from porthub.normspec import parse_norm_layer
+
+__all__ = ["DropPath", "Identity", "make_norm", "to_2tuple", "register_constant"]
+
+Identity = nn.Identity
+
+
+def to_2tuple(value):
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    return (value, value)
+
+
+def make_norm(norm_layer, default_eps: float = 1e-5) -> Callable[[int], nn.Module]:
+    """A factory ``dim -> LayerNorm`` from a class, a partial, or their text form."""
+    if callable(norm_layer) and not isinstance(norm_layer, str):
+        return norm_layer
+    spec = parse_norm_layer(norm_layer, default_eps)
+    return lambda dim: nn.LayerNorm(dim, eps=spec.eps)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops whole residual branches per sample while training; identity in eval."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+def register_constant(module: nn.Module, name: str, value, persistent: bool = True) -> None:
+    """Register a buffer (an index table, a mask) under ``name``; persistent ones are in the state dict."""
+    module.register_buffer(name, value if isinstance(value, torch.Tensor) or value is None else torch.as_tensor(value), persistent=persistent)
