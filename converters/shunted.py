@@ -1,0 +1,134 @@
+"""Shunted Transformer: the layer map between the official PyTorch checkpoints and Paddle.
+
+Facts from OliverRensu/Shunted-Transformer @ 6861101 (``SSA.py``, ``main.py``, ``datasets.py``, README).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from porthub.spec import PADDLE, TORCH, FamilySpec, LayerKind, LayerRule, Layout, ModelRef, Variant
+
+OFFICIAL_REPO = "https://github.com/OliverRensu/Shunted-Transformer"
+OFFICIAL_COMMIT = "6861101d8f4f592da79f84294f015e1e6b150351"
+PAPER = "Shunted Self-Attention via Multi-Scale Token Aggregation (Ren et al., CVPR 2022), arXiv:2111.15193"
+LICENCE = "not stated: the official repository has no LICENSE file (its training code derives from DeiT, Apache-2.0)"
+CLASS_NAME = "ShuntedTransformer"
+CONSTRUCTOR = "SSA.ShuntedTransformer"
+
+# Digit strings whose digit sum is 1 mod 3, i.e. the decimal numbers 3k+1. The stem Sequential repeats
+# (conv, BatchNorm, ReLU) num_conv+1 times, so its BatchNorms sit at indices 1, 4, 7, ... for any num_conv;
+# a state machine over digits (each digit adds itself mod 3) keeps the rule exact without capping num_conv.
+_ONE = r"[0369]*[147]"
+_TWO = r"[0369]*[258]"
+INDEX_3K_PLUS_1 = rf"(?:{_TWO}{_ONE})*(?:{_ONE}|{_TWO}{_TWO})(?:{_ONE}{_TWO}|(?:{_ONE}{_ONE}|{_TWO})(?:{_TWO}{_ONE})*(?:{_ONE}|{_TWO}{_TWO}))*[0369]*"
+
+LAYERS = (
+    LayerRule(r"block\d+\.\d+\.attn\.(?:q|kv|kv1|kv2|proj)", LayerKind.LINEAR),
+    LayerRule(r"block\d+\.\d+\.mlp\.fc[12]", LayerKind.LINEAR),
+    LayerRule(r"head", LayerKind.LINEAR),
+    LayerRule(rf"patch_embed1\.conv\.{INDEX_3K_PLUS_1}", LayerKind.BATCHNORM),
+)
+
+LAYOUTS = (
+    Layout(
+        "official",
+        TORCH,
+        description="the released ckpt_{T,S,B}.pth: a bare state_dict (third-party loaders use strict load_state_dict on it)",
+    ),
+    Layout(
+        "paddle",
+        PADDLE,
+        description="porthub's Paddle state_dict (.pdparams): official keys, Linear weights [in, out], BatchNorm _mean/_variance",
+        default_format="pdparams",
+    ),
+    Layout(
+        "main_py",
+        TORCH,
+        description="the official main.py training checkpoint {'model': state_dict, 'optimizer', ...}; main.py unwraps 'model' when present",
+        containers=("model",),
+        wrap="model",
+    ),
+)
+
+_SHARED_KWARGS: Mapping[str, Any] = {
+    "patch_size": 4,
+    "embed_dims": [64, 128, 256, 512],
+    "num_heads": [2, 4, 8, 16],
+    "mlp_ratios": [8, 8, 4, 4],
+    "qkv_bias": True,
+    "norm_layer": "functools.partial(torch.nn.LayerNorm, eps=1e-6)",
+}
+
+_README = 'README.md "Model Zoo" table (Acc@1, #Params (M)), official repo @ ' + OFFICIAL_COMMIT[:7]
+
+
+def _variant(name: str, letter: str, depths: list[int], num_conv: int, top1: float, params_m: float, n_params: int) -> Variant:
+    return Variant(
+        name=name,
+        class_name=CLASS_NAME,
+        kwargs={**_SHARED_KWARGS, "depths": depths, "sr_ratios": [8, 4, 2, 1], "num_conv": num_conv},
+        aliases=(f"shunted-{letter.lower()}", f"Shunted-{letter}"),
+        release_layout="official",
+        input_size=(224, 224),
+        num_classes=1000,
+        task="classification",
+        meta={
+            "top1": top1,
+            "params_M": params_m,
+            "num_parameters": n_params,
+            "accuracy_source": _README,
+            "checkpoint_file": f"ckpt_{letter}.pth (not named by the README; the name third-party loaders use)",
+            "checkpoint_where": "Google Drive / Baidu Pan links in the README Model Zoo",
+            "dataset": "ImageNet-1k",
+            "paper": PAPER,
+            "licence": LICENCE,
+            "factory": f"SSA.{name}",
+        },
+    )
+
+
+VARIANTS = (
+    _variant("shunted_t", "T", [1, 2, 4, 1], 0, 79.8, 11.5, 11_553_576),
+    _variant("shunted_s", "S", [2, 4, 12, 1], 1, 82.9, 22.4, 22_401_256),
+    _variant("shunted_b", "B", [3, 4, 24, 2], 2, 84.0, 39.6, 39_614_376),
+)
+
+_FACTORIES = {f"SSA.{variant.name}": variant for variant in VARIANTS}
+
+
+def case_model(case: Mapping[str, Any]) -> ModelRef:
+    """The model of a reference case: ``SSA.ShuntedTransformer(**kwargs)``, or a factory
+    (``SSA.shunted_t`` ...) whose own keyword arguments the case's kwargs extend or override."""
+    constructor = case.get("constructor", CONSTRUCTOR)
+    kwargs = dict(case.get("kwargs", {}))
+    if constructor in (CONSTRUCTOR, CLASS_NAME):
+        return ModelRef(CLASS_NAME, kwargs)
+    if constructor in _FACTORIES:
+        kwargs.pop("pretrained", None)
+        return _FACTORIES[constructor].model(**kwargs)
+    known = ", ".join([CONSTRUCTOR, *_FACTORIES])
+    raise ValueError(f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+
+
+SPEC = FamilySpec(
+    family="shunted",
+    title="Shunted Transformer",
+    module="shunted",
+    layers=LAYERS,
+    layouts=LAYOUTS,
+    variants=VARIANTS,
+    case_model=case_model,
+    paper=PAPER,
+    official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
+    licence=LICENCE,
+    # datasets.build_transform (eval): Resize(int(256/224 * size), bicubic), CenterCrop(size), timm ImageNet mean/std
+    preprocessing={
+        "input_size": (224, 224),
+        "resize": 256,
+        "crop_fraction": 224 / 256,
+        "interpolation": "bicubic",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    },
+)
