@@ -68,7 +68,7 @@ def _variant(name: str, letter: str, depths: list[int], num_conv: int, top1: flo
         name=name,
         class_name=CLASS_NAME,
         kwargs={**_SHARED_KWARGS, "depths": depths, "sr_ratios": [8, 4, 2, 1], "num_conv": num_conv},
-        aliases=(f"shunted-{letter.lower()}", f"Shunted-{letter}"),
+        aliases=(f"shunted-{letter.lower()}",),
         release_layout="official",
         input_size=(224, 224),
         num_classes=1000,
@@ -84,6 +84,7 @@ def _variant(name: str, letter: str, depths: list[int], num_conv: int, top1: flo
             "paper": PAPER,
             "licence": LICENCE,
             "factory": f"SSA.{name}",
+            "readme_name": f"Shunted-{letter}",
         },
     )
 

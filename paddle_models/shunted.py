@@ -109,7 +109,7 @@ class Attention(nn.Layer):
             self.kv = nn.Linear(dim, dim * 2, bias_attr=None if qkv_bias else False)
             self.local_conv = nn.Conv2D(dim, dim, kernel_size=3, padding=1, stride=1, groups=dim)
 
-    def _attend(self, q, image, sr, norm, kv, local_conv):
+    def _attend(self, q, image, sr, norm, kv_proj, local_conv):
         """Half of the heads (``q``: B, heads/2, N, d) against one reduced scale of ``image`` (B, C, H, W)."""
         B, C = image.shape[0], image.shape[1]
         N = q.shape[2]
@@ -117,7 +117,7 @@ class Attention(nn.Layer):
         reduced = sr(image)
         h, w = reduced.shape[2], reduced.shape[3]
         tokens = self.act(norm(reduced.flatten(start_axis=2).transpose([0, 2, 1])))
-        kv = kv(tokens).reshape([B, h * w, 2, heads, head_dim]).transpose([2, 0, 3, 1, 4])
+        kv = kv_proj(tokens).reshape([B, h * w, 2, heads, head_dim]).transpose([2, 0, 3, 1, 4])
         k, v = kv[0], kv[1]
         attn = (q @ k.transpose([0, 1, 3, 2])) * self.scale
         attn = nn.functional.softmax(attn, axis=-1)

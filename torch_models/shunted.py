@@ -109,7 +109,7 @@ class Attention(nn.Module):
             self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
             self.local_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, stride=1, groups=dim)
 
-    def _attend(self, q, image, sr, norm, kv, local_conv):
+    def _attend(self, q, image, sr, norm, kv_proj, local_conv):
         """Half of the heads (``q``: B, heads/2, N, d) against one reduced scale of ``image`` (B, C, H, W)."""
         B, C = image.shape[0], image.shape[1]
         N = q.shape[2]
@@ -117,7 +117,7 @@ class Attention(nn.Module):
         reduced = sr(image)
         h, w = reduced.shape[2], reduced.shape[3]
         tokens = self.act(norm(reduced.flatten(2).transpose(1, 2)))
-        kv = kv(tokens).reshape(B, h * w, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+        kv = kv_proj(tokens).reshape(B, h * w, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
         k, v = kv[0], kv[1]
         attn = (q @ k.transpose(-2, -1)) * self.scale
         attn = attn.softmax(dim=-1)
