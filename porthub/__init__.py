@@ -1,0 +1,49 @@
+"""porthub: official efficient vision transformers for PyTorch and PaddlePaddle, with proof they agree.
+
+>>> import porthub
+>>> porthub.list_models("shunted")
+['shunted_t', 'shunted_s', 'shunted_b']
+>>> model = porthub.create_model("shunted_t", framework="paddle")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "create_model", "list_models", "from_pretrained"]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, optionally filtered (``"twins*"``, ``"seg"``)."""
+    from .registry import list_models as _list
+
+    return _list(pattern)
+
+
+def create_model(name: str, framework: str = "torch", pretrained: bool = False, dtype: str = "float32",
+                 **overrides: Any) -> Any:
+    """Build a registered model in ``framework`` ("torch" or "paddle"), in eval mode.
+
+    ``overrides`` replace the official constructor arguments (``num_classes=10``,
+    ``features_only=True`` where the family supports it). With ``pretrained=True`` the converted
+    official weights are loaded strictly from the local hub or the Hugging Face Hub.
+    """
+    from .frameworks import build_model, load_state
+    from .registry import resolve
+
+    spec, variant = resolve(name)
+    model = build_model(spec, variant.model(**overrides), framework, dtype)
+    if pretrained:
+        from .hub import pretrained_state
+
+        load_state(model, pretrained_state(variant.name, framework), spec, framework, variant.name)
+    return model
+
+
+def from_pretrained(repo_id_or_path: str, framework: str = "torch", **kwargs: Any) -> Any:
+    """A model from a porthub hub repository (local folder, local hub id, or Hugging Face Hub id)."""
+    from .hub import from_pretrained as _from_pretrained
+
+    return _from_pretrained(repo_id_or_path, framework, **kwargs)

@@ -1,0 +1,174 @@
+"""The ``porthub`` command line. Imports stay lazy so that ``porthub list`` and ``--help`` start fast:
+torch and paddle are imported only by the commands that run a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+__all__ = ["main"]
+
+_EXAMPLES = """examples:
+  porthub list twins
+  porthub convert shunted_b --to paddle --src ckpt_B.pth
+  porthub convert shunted_b --to torch --src ckpt_B.pdparams --out ckpt_B_back.pth
+  porthub verify shunted_t
+  porthub verify --reference tests/data/official/shunted/mini_a.json --dtype float64
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="porthub",
+        description="Port official vision-transformer checkpoints between PyTorch and PaddlePaddle, with proof they agree.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"porthub {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("list", help="list the registered models")
+    s.add_argument("pattern", nargs="?", help="substring or shell pattern (e.g. 'twins_*')")
+    s.add_argument("--aliases", action="store_true", help="also show each model's other names")
+
+    s = sub.add_parser("info", help="show a model's family, constructor arguments and layouts")
+    s.add_argument("model")
+
+    s = sub.add_parser("convert", help="convert a checkpoint to PyTorch or Paddle layout")
+    s.add_argument("model", help="registered model (see `porthub list`), or a family name with --config")
+    s.add_argument("--to", required=True, choices=("paddle", "torch"), help="target framework")
+    s.add_argument("--src", required=True, help="checkpoint to convert (.pth, .pdparams or .safetensors, any released layout)")
+    s.add_argument("--out", help="output file (default: beside --src with the format's suffix)")
+    s.add_argument("--format", choices=("pdparams", "safetensors", "pth"), help="output format (default: pdparams for paddle, pth for torch)")
+    s.add_argument("--config", help="a reference case JSON, or any JSON with 'constructor' and 'kwargs'")
+    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg); default: the official release / Paddle's")
+    s.add_argument("--from-layout", dest="source_layout", help="read --src as this layout instead of detecting it")
+    s.add_argument("--from", dest="source_framework", choices=("torch", "paddle"),
+                   help="which framework's layout --src holds, when its format does not say (safetensors without metadata)")
+    s.add_argument("--allow-missing", action="append", default=[], metavar="KEY_REGEX",
+                   help="let keys matching this regex be absent from --src (repeatable)")
+    s.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    s = sub.add_parser("verify", help="check that porthub's models match the official outputs, and each other")
+    s.add_argument("model", nargs="?", help="registered model: compare PyTorch and Paddle at full size")
+    s.add_argument("--reference", help="an official reference case JSON")
+    s.add_argument("--checkpoint", help="weights to use instead of the case's own (either framework's format)")
+    s.add_argument("--weights", help="with MODEL: weights to compare on (default: seeded random weights)")
+    s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
+    s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    s.add_argument("--no-features", action="store_true", help="compare only the final output")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
+    s.add_argument("families", nargs="*")
+    return p
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .registry import all_specs, list_models
+
+    names = set(list_models(args.pattern))
+    for spec in all_specs():
+        for v in spec.variants:
+            if v.name not in names:
+                continue
+            acc = v.meta.get("top1") or v.meta.get("miou")
+            extra = f"  ({', '.join(v.aliases)})" if args.aliases and v.aliases else ""
+            metric = f"  {acc}" if acc is not None else ""
+            print(f"{v.name:<34} {spec.family:<12} {v.task:<15}{metric}{extra}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .registry import resolve
+
+    spec, v = resolve(args.model)
+    info = {
+        "name": v.name, "aliases": list(v.aliases), "family": spec.family, "class": v.class_name,
+        "kwargs": dict(v.kwargs), "release_layout": v.release_layout, "input_size": list(v.input_size),
+        "num_classes": v.num_classes, "task": v.task, "meta": dict(v.meta),
+        "layouts": {layout.name: f"{layout.framework}: {layout.description}" for layout in spec.layouts},
+    }
+    print(json.dumps(info, indent=1, default=str))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_file, resolve_target
+
+    target = resolve_target(args.model, args.config)
+    result = convert_file(target, args.src, args.to, args.out, args.format, args.layout, args.source_layout,
+                          args.allow_missing, args.source_framework)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {result['out']} ({result['tensors']} tensors, {result['from_layout']} -> {result['to_layout']})")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
+    if args.reference:
+        from .verify import verify_reference
+
+        report = verify_reference(args.reference, frameworks, args.dtype, args.checkpoint, not args.no_features)
+    elif args.model:
+        from .pairs import verify_pair
+
+        report = verify_pair(args.model, args.dtype, args.weights)
+    else:
+        raise ValueError("verify needs a MODEL or --reference CASE.json")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for r in report["results"]:
+            mark = "ok  " if r["ok"] else "FAIL"
+            print(f"{mark} {r['framework']:<7} {r['output']:<28} max|diff| {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e}, {r['dtype']})")
+        for line in report.get("notes", []):
+            print(line)
+        print("all within tolerance" if report["ok"] else "SOME COMPARISONS FAILED")
+    return 0 if report["ok"] else 1
+
+
+def _cmd_manifests(args: argparse.Namespace) -> int:
+    from .manifest import write_manifests
+    from .registry import all_specs
+
+    for spec in all_specs():
+        if args.families and spec.family not in args.families:
+            continue
+        print(write_manifests(spec))
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from .errors import PorthubError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (PorthubError, OSError, ValueError, KeyError, ImportError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"porthub: error: {msg}", file=sys.stderr)
+        if os.environ.get("PORTHUB_DEBUG"):
+            raise
+        return 1
+    except KeyboardInterrupt:
+        print("porthub: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""porthub's errors. Each subclasses the built-in type a caller would expect, and its message says
+what was wrong and what to do next; the CLI prints it as one line."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PorthubError",
+    "UnsafeCheckpointError",
+    "CheckpointFormatError",
+    "KeyMismatchError",
+    "UnknownModelError",
+    "LayoutError",
+    "FrameworkMissingError",
+    "HubError",
+    "IntegrityError",
+]
+
+
+class PorthubError(Exception):
+    """Base class of every error porthub raises on purpose."""
+
+
+class UnsafeCheckpointError(PorthubError, ValueError):
+    """A checkpoint asks to run or import something outside the allow-list; nothing of it was executed."""
+
+
+class CheckpointFormatError(PorthubError, ValueError):
+    """A file is not a readable checkpoint of the claimed format (truncated, garbage, inconsistent)."""
+
+
+class KeyMismatchError(PorthubError, KeyError):
+    """A state dict does not have exactly the keys and shapes the model needs."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; ours is a sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownModelError(PorthubError, KeyError):
+    """No registered variant or family has this name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LayoutError(PorthubError, ValueError):
+    """A checkpoint matches none of the family's declared layouts."""
+
+
+class FrameworkMissingError(PorthubError, ImportError):
+    """The command needs torch or paddle and it is not installed."""
+
+
+class HubError(PorthubError, OSError):
+    """A hub repository cannot be found, read or written."""
+
+
+class IntegrityError(HubError):
+    """A downloaded or cached file does not have the sha256 its config records."""

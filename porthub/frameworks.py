@@ -1,0 +1,195 @@
+"""The only place porthub touches torch or paddle: import them on demand (with the machine's cores),
+build a family's model from a :class:`~porthub.spec.ModelRef`, load a canonical state strictly, and
+run it with forward hooks."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections import OrderedDict
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .engine import Manifest, canonical_keys, check_state, from_canonical, framework_keys
+from .errors import FrameworkMissingError, KeyMismatchError
+from .spec import PADDLE, TORCH, FamilySpec, Layout, ModelRef
+
+__all__ = [
+    "import_framework",
+    "available_framework",
+    "model_class",
+    "build_model",
+    "model_manifest",
+    "load_state",
+    "run_model",
+    "to_numpy",
+]
+
+_INSTALL = {TORCH: "pip install 'porthub[torch]' (CPU: pip install torch==2.13.0)", PADDLE: "pip install 'porthub[paddle]' (CPU: pip install paddlepaddle==3.3.1)"}
+
+
+def _threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def import_framework(framework: str) -> Any:
+    """Import torch or paddle. Paddle pins OMP_NUM_THREADS=1 when it is unset, which halves its
+    speed on two cores, so porthub sets it to the usable cores first unless the user chose."""
+    if framework not in (TORCH, PADDLE):
+        raise ValueError(f"framework must be 'torch' or 'paddle', not {framework!r}")
+    if framework == PADDLE:
+        os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+    try:
+        module = importlib.import_module(framework)
+    except ImportError as exc:
+        raise FrameworkMissingError(f"{framework} is not installed; {_INSTALL[framework]}") from exc
+    return module
+
+
+def available_framework() -> str:
+    for framework in (TORCH, PADDLE):
+        try:
+            importlib.import_module(framework if framework == TORCH else "paddle")
+            return framework
+        except ImportError:
+            continue
+    raise FrameworkMissingError(
+        "this needs torch or paddle to build the model (the model is not a registered variant with a shipped manifest); "
+        f"{_INSTALL[TORCH]}"
+    )
+
+
+def model_class(spec: FamilySpec, class_name: str, framework: str) -> type:
+    import_framework(framework)
+    module = importlib.import_module(f"{framework}_models.{spec.module}")
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise AttributeError(f"{framework}_models.{spec.module} has no class {class_name}") from None
+
+
+def build_model(spec: FamilySpec, ref: ModelRef, framework: str, dtype: str = "float32") -> Any:
+    """The model in eval mode, its floating tensors in ``dtype``."""
+    fw = import_framework(framework)
+    cls = model_class(spec, ref.class_name, framework)
+    if framework == TORCH:
+        model = cls(**dict(ref.kwargs))
+        model = model.to(getattr(fw, dtype))
+    else:
+        previous = fw.get_default_dtype()
+        fw.set_default_dtype(dtype)
+        try:
+            model = cls(**dict(ref.kwargs))
+        finally:
+            fw.set_default_dtype(previous)
+    model.eval()
+    return model
+
+
+def _state_entries(model: Any, framework: str) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
+    out: OrderedDict = OrderedDict()
+    for key, value in model.state_dict().items():
+        if framework == TORCH:
+            out[key] = (tuple(value.shape), str(value.dtype).replace("torch.", ""))
+        else:
+            out[key] = (tuple(value.shape), str(value.dtype).replace("paddle.", ""))
+    return out
+
+
+def model_manifest(spec: FamilySpec, ref: ModelRef, framework: str, name: str) -> Manifest:
+    """The canonical manifest of a model, read off an instance (torch on the meta device when it can)."""
+    if framework == TORCH:
+        torch = import_framework(TORCH)
+        cls = model_class(spec, ref.class_name, TORCH)
+        try:
+            with torch.device("meta"):
+                model = cls(**dict(ref.kwargs))
+        except (RuntimeError, NotImplementedError):
+            # data-dependent construction (nonzero, topk on values) cannot run on the meta device
+            model = cls(**dict(ref.kwargs))
+        return Manifest(name, _state_entries(model, TORCH))
+    model = build_model(spec, ref, PADDLE)
+    return Manifest(name, canonical_keys(spec, _state_entries(model, PADDLE)))
+
+
+def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, framework: str, name: str = "model") -> None:
+    """Load a canonical state strictly: every key of the model present with its shape, nothing else."""
+    fw = import_framework(framework)
+    entries = _state_entries(model, framework)
+    if framework == TORCH:
+        manifest = Manifest(name, entries)
+        check_state(state, manifest)
+        tensors = {}
+        for key, value in state.items():
+            want = entries[key][1]
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f" and str(arr.dtype) != want:
+                arr = arr.astype(want)
+            tensors[key] = fw.from_numpy(np.array(arr, copy=True))
+        model.load_state_dict(tensors, strict=True)
+        return
+    manifest = Manifest(name, canonical_keys(spec, entries))
+    check_state(state, manifest)
+    layout = Layout(name="paddle-model", framework=PADDLE)
+    converted = from_canonical(state, layout, spec)
+    if set(converted) != set(entries):
+        raise KeyMismatchError(f"{name}: Paddle keys differ after conversion: {sorted(set(converted) ^ set(entries))[:6]}")
+    values = {}
+    for key, value in converted.items():
+        want = entries[key][1]
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and str(arr.dtype) != want:
+            arr = arr.astype(want)
+        values[key] = np.array(arr, copy=True)
+    missing, unexpected = model.set_state_dict(values)
+    if missing or unexpected:
+        raise KeyMismatchError(f"{name}: Paddle reported missing {missing[:6]} and unexpected {unexpected[:6]}")
+
+
+def to_numpy(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [to_numpy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_numpy(v) for k, v in value.items()}
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return value
+
+
+def run_model(model: Any, x: np.ndarray, framework: str, dtype: str = "float32", hooks: Iterable[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """Run ``model`` on ``x``; return its output and the outputs of the modules named in ``hooks``
+    (as numpy), taken with forward hooks."""
+    fw = import_framework(framework)
+    captured: dict[str, Any] = {}
+    handles = []
+    modules = dict(model.named_modules() if framework == TORCH else model.named_sublayers(include_self=True))
+    for path in hooks:
+        if path not in modules:
+            raise KeyError(f"the model has no module {path!r} to take an output from")
+
+        def hook(_module: Any, _inputs: Any, output: Any, _path: str = path) -> None:
+            captured[_path] = to_numpy(output)
+
+        register = modules[path].register_forward_hook if framework == TORCH else modules[path].register_forward_post_hook
+        handles.append(register(hook))
+    try:
+        arr = np.ascontiguousarray(x.astype(dtype))
+        if framework == TORCH:
+            with fw.no_grad():
+                out = model(fw.from_numpy(arr))
+        else:
+            with fw.no_grad():
+                out = model(fw.to_tensor(arr))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return to_numpy(out), captured
+
+
+def hook_name_pattern(template: str) -> re.Pattern[str]:
+    """``"stage{i}"`` -> a regex whose group 1 is the list index."""
+    return re.compile(re.escape(template).replace(re.escape("{i}"), r"(\d+)") + r"\Z")

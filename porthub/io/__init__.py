@@ -1,0 +1,87 @@
+"""Checkpoint files in and out, with neither torch nor paddle imported.
+
+``load_checkpoint`` reads ``.pth`` (torch.save zip), ``.pdparams`` (paddle.save pickle) and
+``.safetensors`` into nested containers of numpy arrays; ``save_checkpoint`` writes them atomically.
+Unpickling runs no code from the file (see :mod:`porthub.io.pickle_safe`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import CheckpointFormatError
+from .atomic import atomic_write
+from .pdparams import PADDLE_NAME_TABLE, read_pdparams, write_pdparams
+from .pth import read_pth, write_pth
+from .safetensors import read_safetensors, read_safetensors_metadata, write_safetensors
+
+__all__ = [
+    "FORMATS",
+    "detect_format",
+    "format_for_path",
+    "load_checkpoint",
+    "save_checkpoint",
+    "read_safetensors_metadata",
+    "atomic_write",
+    "PADDLE_NAME_TABLE",
+]
+
+FORMATS = ("pth", "pdparams", "safetensors")
+_SUFFIXES = {".pth": "pth", ".pt": "pth", ".bin": "pth", ".ckpt": "pth", ".pdparams": "pdparams", ".safetensors": "safetensors"}
+
+
+def format_for_path(path: str) -> str | None:
+    return _SUFFIXES.get(os.path.splitext(path)[1].lower())
+
+
+def detect_format(path: str) -> str:
+    """The format from the file's first bytes (the suffix can lie; the bytes cannot)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such checkpoint: {path}") from None
+    except IsADirectoryError:
+        raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file") from None
+    if head[:4] == b"PK\x03\x04":
+        return "pth"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x80":
+        # A pickle: paddle.save's format, or torch.save's legacy one (read_pth explains that case).
+        return "pdparams" if format_for_path(path) != "pth" else "pth"
+    if not head:
+        raise CheckpointFormatError(f"{os.path.basename(path)}: empty file")
+    raise CheckpointFormatError(
+        f"{os.path.basename(path)}: not a checkpoint porthub reads (.pth zip, .pdparams pickle or .safetensors)"
+    )
+
+
+def load_checkpoint(path: str, fmt: str | None = None) -> Any:
+    fmt = fmt or detect_format(path)
+    if fmt == "pth":
+        return read_pth(path)
+    if fmt == "pdparams":
+        return read_pdparams(path)
+    if fmt == "safetensors":
+        return read_safetensors(path)
+    raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] | None = None) -> None:
+    """Write atomically: the destination is either untouched or complete."""
+    if fmt == "safetensors":
+        if not isinstance(obj, Mapping) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+            raise TypeError("safetensors holds a flat {name: array} mapping only")
+    elif fmt not in ("pth", "pdparams"):
+        raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
+    with atomic_write(path) as fh:
+        if fmt == "pth":
+            write_pth(obj, fh)
+        elif fmt == "pdparams":
+            write_pdparams(obj, fh)
+        else:
+            write_safetensors(obj, fh, metadata)
