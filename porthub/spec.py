@@ -110,6 +110,8 @@ class Layout:
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"layout {self.name!r}: framework must be one of {FRAMEWORKS}, not {self.framework!r}")
+        if self.wrap is not None and self.wrap not in self.containers:
+            raise ValueError(f"layout {self.name!r} writes into {self.wrap!r} but does not read from it (add it to containers)")
         if self.constants and self.constant_fn is None:
             raise ValueError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn to rebuild them")
 
