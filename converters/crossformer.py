@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from porthub.spec import FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 __all__ = [
     "NEG_INF",
@@ -168,3 +168,253 @@ def v1_constants(kwargs: Mapping[str, Any], keys: Sequence[str] = ()) -> dict[st
             out[f"layers.{i}.blocks.{j}.attn.biases"] = biases
             out[f"layers.{i}.blocks.{j}.attn.relative_position_index"] = index
     return out
+
+
+# ----------------------------------------------------------------------------------------------- spec
+OFFICIAL_REPO = "https://github.com/cheerss/CrossFormer"
+OFFICIAL_COMMIT_MAIN = "795201075f0066e78408882617312084e25aef61"
+OFFICIAL_COMMIT_V1 = "4fbf7501d6923f2564e8cb6d08a2d0138fc24a16"
+PAPER = (
+    "CrossFormer: A Versatile Vision Transformer Hinging on Cross-scale Attention (Wang et al., ICLR 2022), "
+    "arXiv:2108.00154; CrossFormer++: A Versatile Vision Transformer Hinging on Cross-scale Attention "
+    "(Wang et al., IEEE TPAMI 2023), arXiv:2303.06908"
+)
+LICENCE = "MIT (LICENSE of the official repository)"
+
+CLASSIFIER = "CrossFormer"
+BACKBONE = "CrossFormerBackbone"
+
+# Linear layers: attention qkv/proj, the DPB MLP (pos_proj and the Linear at index 2 of pos1..pos3), the
+# block MLP and the classifier. Convs (embedding, merging, ACL ex_conv, CPE), LayerNorms and the DPB
+# tables are PLAIN; there is no BatchNorm.
+_BLOCK = r"layers\.\d+\.blocks\.\d+"
+LAYERS = (
+    LayerRule(_BLOCK + r"\.attn\.(?:qkv|proj)", LayerKind.LINEAR),
+    LayerRule(_BLOCK + r"\.attn\.pos\.(?:pos_proj|pos[123]\.2)", LayerKind.LINEAR),
+    LayerRule(_BLOCK + r"\.mlp\.fc[12]", LayerKind.LINEAR),
+    LayerRule(r"head", LayerKind.LINEAR),
+)
+
+_V1_BUFFERS = _BLOCK + r"\.attn\.(?:biases|relative_position_index)"
+_CLASSIFIER_ONLY = (r"norm\.(?:weight|bias)", r"head\.(?:weight|bias)", _V1_BUFFERS)
+
+LAYOUTS = (
+    Layout(
+        "official",
+        TORCH,
+        description=(
+            "main-branch checkpoints (the CrossFormer++ release and anything utils.save_checkpoint writes today): "
+            "{'model': state_dict} without the DPB tables (non-persistent in main)"
+        ),
+        containers=("model",),
+        wrap="model",
+    ),
+    Layout(
+        "official_v1",
+        TORCH,
+        description=(
+            "the released CrossFormer-T/S/B/L files (2021 code, branch crossformer): {'model': state_dict} that also "
+            "holds each block's persistent attn.biases (float32) and attn.relative_position_index (int64); both are "
+            "constants of the block's effective group size, dropped on reading and rebuilt exactly on writing"
+        ),
+        containers=("model",),
+        wrap="model",
+        constants=(_V1_BUFFERS,),
+        constant_fn=v1_constants,
+    ),
+    Layout(
+        "paddle",
+        PADDLE,
+        description="Paddle state_dict (.pdparams): official keys, Linear weights [in, out], no DPB tables",
+        default_format="pdparams",
+    ),
+    Layout(
+        "backbone_init",
+        TORCH,
+        description=(
+            "a classification checkpoint (either release) read into the dense backbone, as the main det/seg "
+            "init_weights does (it unwraps 'state_dict' or 'model' and loads non-strictly): the classifier's "
+            "norm/head and the v1 DPB tables are not backbone weights"
+        ),
+        containers=("model", "state_dict"),
+        wrap="model",
+        ignore=_CLASSIFIER_ONLY,
+    ),
+    Layout(
+        "dense",
+        TORCH,
+        description=(
+            "official mmdet/mmseg checkpoints (detection/README.md, segmentation/README.md): mmcv {'meta', 'state_dict'} "
+            "with the backbone under 'backbone.'; necks and heads are not part of porthub's model. The released v1 "
+            "det/seg models were trained with the v1 backbone (see CrossFormerBackbone)"
+        ),
+        containers=("state_dict",),
+        wrap="state_dict",
+        prefix="backbone.",
+        ignore=(r"(?!backbone\.).*",),
+        extra={"meta": {"porthub": "backbone of an official CrossFormer mmdet/mmseg checkpoint"}},
+    ),
+)
+
+_COMMON: Mapping[str, Any] = {
+    "img_size": 224,
+    "patch_size": [4, 8, 16, 32],
+    "in_chans": 3,
+    "num_classes": 1000,
+    "mlp_ratio": [4.0, 4.0, 4.0, 4.0],
+    "qkv_bias": True,
+    "qk_scale": None,
+    "drop_rate": 0.0,
+    "ape": False,
+    "patch_norm": True,
+    "use_checkpoint": False,
+    "merge_size": [[2, 4], [2, 4], [2, 4]],
+    "group_type": "constant",
+    "use_cpe": False,
+    "pad_type": 0,
+    "no_mask": False,
+    "adaptive_interval": False,
+}
+_V1_KW = {**_COMMON, "group_size": [7, 7, 7, 7], "crs_interval": [8, 4, 2, 1], "use_acl": False}
+_PP_KW = {**_COMMON, "group_size": [4, 4, 14, 7], "crs_interval": [4, 2, 1, 1], "use_acl": True}
+_README = 'README.md "Image Classification" table (Params, FLOPs, Acc@1), official repo @ ' + OFFICIAL_COMMIT_MAIN[:7]
+
+
+def _variant(name, short, paper_name, base, arch, top1, params_m, flops_g, n_params, config, link, ckpt, layout):
+    return Variant(
+        name=name,
+        class_name=CLASSIFIER,
+        kwargs={**base, **arch},
+        aliases=(short, paper_name),
+        release_layout=layout,
+        input_size=(224, 224),
+        num_classes=1000,
+        task="classification",
+        meta={
+            "top1": top1,
+            "params_M": params_m,
+            "flops_G": flops_g,
+            "num_parameters": n_params,
+            "accuracy_source": _README,
+            "config_file": config,
+            "checkpoint_file": ckpt,
+            "checkpoint_where": link,
+            "checkpoint_wrapping": "{'model': state_dict}" + (" with the v1 DPB tables" if layout == "official_v1" else ""),
+            "dataset": "ImageNet-1k",
+            "paper": PAPER,
+            "licence": LICENCE,
+        },
+    )
+
+
+VARIANTS = (
+    _variant("crossformer_tiny", "crossformer_t", "CrossFormer-T", _V1_KW,
+             {"embed_dim": 64, "depths": [1, 1, 8, 6], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.1},
+             81.5, 27.8, 2.9, 27_776_794, "configs/crossformer/tiny_patch4_group7_224.yaml",
+             "README: Google Drive 1YSkU9enn-ITyrbxLH13zNcBYvWSEidfq, BaiduCloud 1M45YXZgVvp6Ew9DO8UhdlA (nkju)",
+             "crossformer-t.pth (name by the pattern of the det/seg READMEs)", "official_v1"),
+    _variant("crossformer_small", "crossformer_s", "CrossFormer-S", _V1_KW,
+             {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.2},
+             82.5, 30.7, 4.9, 30_657_394, "configs/crossformer/small_patch4_group7_224.yaml",
+             "README: Google Drive 1RAkigsgr33va0RZ85S2Shs2BhXYcS6U8, BaiduCloud 1Xf4MXfb_soCnJFBeNDmoQQ (fgqj)",
+             "crossformer-s.pth (named in detection/README.md and segmentation/README.md)", "official_v1"),
+    _variant("crossformer_base", "crossformer_b", "CrossFormer-B", _V1_KW,
+             {"embed_dim": 96, "depths": [2, 2, 18, 2], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.3},
+             83.4, 52.0, 9.2, 51_971_554, "configs/crossformer/base_patch4_group7_224.yaml",
+             "README: Google Drive 1bK8biVCi17nz_nkt7rBfio_kywUpllSU, BaiduCloud 1f5dH__UGDXb-HoOPHT5p0A (7md9)",
+             "crossformer-b.pth (name by the pattern of the det/seg READMEs)", "official_v1"),
+    _variant("crossformer_large", "crossformer_l", "CrossFormer-L", _V1_KW,
+             {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "drop_path_rate": 0.5},
+             84.0, 92.0, 16.1, 91_971_184, "configs/crossformer/large_patch4_group7_224.yaml",
+             "README: Google Drive 1zRWByVW_KIZ87NgaBkDIm60DAsGJErdG, BaiduCloud 1YJLeHy_cxLBrZLklQBCA_A (cc89)",
+             "crossformer-l.pth (name by the pattern of the det/seg READMEs)", "official_v1"),
+    _variant("crossformer_pp_small", "crossformerpp_s", "CrossFormer++-S", _PP_KW,
+             {"embed_dim": 64, "depths": [2, 2, 18, 2], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.2},
+             83.2, 23.3, 4.9, 23_325_340, "configs/crossformer_pp/small_patch4_group_const_224.yaml",
+             "README: BaiduCloud 1smc_kRoogd0Ig5vfqwuGTA (crsf)", "unknown (BaiduCloud only)", "official"),
+    _variant("crossformer_pp_base", "crossformerpp_b", "CrossFormer++-B", _PP_KW,
+             {"embed_dim": 96, "depths": [2, 2, 18, 2], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.3},
+             84.2, 52.0, 9.5, 51_994_594, "configs/crossformer_pp/base_patch4_group_const_224.yaml",
+             "README: BaiduCloud 13XVP0ebtNcyRMmkl11ALYg (crsf)", "unknown (BaiduCloud only)", "official"),
+    _variant("crossformer_pp_large", "crossformerpp_l", "CrossFormer++-L", _PP_KW,
+             {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "drop_path_rate": 0.5},
+             84.7, 92.0, 16.6, 92_001_904, "configs/crossformer_pp/large_patch4_group_const_224.yaml",
+             "README: BaiduCloud 1xtPh-ndcOxRM7fPYYxIIRg (crsf)", "unknown (BaiduCloud only)", "official"),
+    _variant("crossformer_pp_huge", "crossformerpp_h", "CrossFormer++-H", _PP_KW,
+             {"embed_dim": 128, "depths": [6, 6, 18, 2], "num_heads": [4, 8, 16, 32], "drop_path_rate": 0.5},
+             84.9, 96.0, 21.8, 95_962_944, "configs/crossformer_pp/huge_patch4_group_const_224.yaml",
+             "README: BaiduCloud 1xtPh-ndcOxRM7fPYYxIIRg (crsf) -- the README reuses the ++-L link for ++-H",
+             "unknown (BaiduCloud only)", "official"),
+)
+
+
+def _is_backbone(constructor: str) -> bool:
+    return "backbone" in constructor.lower()
+
+
+def case_model(case: Mapping[str, Any]) -> ModelRef:
+    """``models.crossformer.CrossFormer`` (classification) with the case's kwargs; a constructor of
+    ``crossformer_backbone_det.py``/``_seg.py`` builds the dense backbone."""
+    constructor = str(case.get("constructor", "models.crossformer.CrossFormer"))
+    names = re.findall(r"[A-Za-z_]\w*", constructor.split("(")[0])
+    name = names[-1] if names else ""
+    if name != CLASSIFIER:
+        raise ValueError(f"crossformer case {case.get('case', '?')!r}: constructor {constructor!r} is not a CrossFormer class")
+    kwargs = dict(case.get("kwargs") or {})
+    return ModelRef(BACKBONE if _is_backbone(constructor) else CLASSIFIER, kwargs)
+
+
+def case_layout(case: Mapping[str, Any]) -> str | None:
+    """``official_v1`` when the case's checkpoint holds the 2021 code's persistent DPB tables."""
+    keys = list(case.get("state_dict_keys_in_pth") or ())
+    v1_check = case.get("v1_code_check") or {}
+    if any(re.fullmatch(_V1_BUFFERS, k) for k in keys) or v1_check.get("v1_only_keys_in_pth"):
+        return "official_v1"
+    return None
+
+
+def case_features(case: Mapping[str, Any]) -> list[FeatureSet]:
+    """``stage{i}`` of ``<case>.features.npz``: the main det/seg backbone built from
+    ``features.main.constructor_kwargs`` on ``features_input``, with the case checkpoint's weights (its
+    classifier-only keys ignored). Float32 only when the official backbone could not run float64."""
+    main = (case.get("features") or {}).get("main")
+    if not main:
+        return []
+    files = case.get("files") or {}
+    float64 = str(main.get("float64", "not produced"))
+    return [
+        FeatureSet(
+            pattern=r"stage\d+",
+            input="features_input" if "features_input.npy" in files else "input",
+            model=ModelRef(BACKBONE, dict(main.get("constructor_kwargs") or {})),
+            outputs={"stage{i}": ""},
+            layout="backbone_init",
+            dtypes=("float32",) if float64.startswith("not produced") else ("float32", "float64"),
+        )
+    ]
+
+
+SPEC = FamilySpec(
+    family="crossformer",
+    title="CrossFormer and CrossFormer++",
+    module="crossformer",
+    layers=LAYERS,
+    layouts=LAYOUTS,
+    variants=VARIANTS,
+    case_model=case_model,
+    case_features=case_features,
+    case_layout=case_layout,
+    paper=PAPER,
+    official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT_MAIN} (main); @ {OFFICIAL_COMMIT_V1} (branch crossformer, 2021)",
+    licence=LICENCE,
+    # data/build.py build_transform (eval, TEST.CROP=True): Resize(int(256/224 * 224)), bicubic
+    # (DATA.INTERPOLATION), CenterCrop(224), timm IMAGENET_DEFAULT_MEAN/STD
+    preprocessing={
+        "input_size": (224, 224),
+        "resize": 256,
+        "crop_fraction": 224 / 256,
+        "interpolation": "bicubic",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    },
+)
