@@ -17,6 +17,7 @@ _EXAMPLES = """examples:
   porthub convert shunted_b --to torch --src ckpt_B.pdparams --out ckpt_B_back.pth
   porthub verify shunted_t
   porthub verify --reference tests/data/official/shunted/mini_a.json --dtype float64
+  porthub verify shunted_t --weights ckpt_T.pth --input cat.jpg --topk 5 --report out/
 """
 
 
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", help="an official reference case JSON")
     s.add_argument("--checkpoint", help="weights to use instead of the case's own (either framework's format)")
     s.add_argument("--weights", help="with MODEL: weights to compare on (default: seeded random weights)")
+    s.add_argument("--input", metavar="IMAGE_OR_NPY",
+                   help="with MODEL: a photo (preprocessed as the family evaluates) or a .npy array [N,3,H,W] (default: seeded noise)")
+    s.add_argument("--report", metavar="DIR", help="with MODEL: write a per-layer JSON, Markdown and PNG report (both dtypes) into DIR")
+    s.add_argument("--topk", type=int, default=0, metavar="K", help="with MODEL: print both frameworks' top K classes side by side")
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     s.add_argument("--no-features", action="store_true", help="compare only the final output")
@@ -113,6 +118,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
+    if args.reference and (args.input or args.report or args.topk):
+        raise ValueError("--input, --report and --topk go with MODEL, not --reference")
     if args.reference:
         from .verify import verify_reference
 
@@ -120,7 +127,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     elif args.model:
         from .pairs import verify_pair
 
-        report = verify_pair(args.model, args.dtype, args.weights)
+        report = verify_pair(args.model, args.dtype, args.weights, image=args.input, report_dir=args.report, topk=args.topk)
     else:
         raise ValueError("verify needs a MODEL or --reference CASE.json")
     if args.json:

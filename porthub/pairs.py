@@ -1,10 +1,12 @@
 """PyTorch against Paddle on one registered model at full size: the same weights carried through the
-layer map, the same input, and the difference of the outputs."""
+layer map, the same input (seeded, or a user's image), and the difference of the outputs and of every
+module's output (:mod:`porthub.report`)."""
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +17,10 @@ from .registry import resolve
 from .spec import PADDLE, TORCH, FamilySpec, ModelRef, Variant
 from .verify import Comparison, frameworks_of_file, max_abs_diff
 
-__all__ = ["seeded_state", "seeded_input", "verify_pair", "roundtrip_identical"]
+if TYPE_CHECKING:
+    from .report import LayerComparison, ModelReport
+
+__all__ = ["seeded_state", "seeded_input", "pair_input", "pair_state", "layer_report", "verify_pair", "roundtrip_identical"]
 
 
 def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0) -> "OrderedDict[str, np.ndarray]":
@@ -70,37 +75,105 @@ def roundtrip_identical(state: "OrderedDict[str, np.ndarray]", spec: FamilySpec,
     return all(current[k].dtype == v.dtype and current[k].shape == v.shape and np.array_equal(current[k], v) for k, v in state.items())
 
 
-def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, batch: int = 1) -> dict[str, Any]:
-    """Run both frameworks on one state (seeded, or read from ``weights``) and compare outputs."""
-    from .frameworks import build_model, load_state, run_model
+def pair_input(name: str, image: str | None = None, batch: int = 1) -> tuple[np.ndarray, str]:
+    """The input of a pair check: ``image`` (a photo, preprocessed with the family's evaluation
+    recipe, or a ``.npy`` array) or seeded noise at the variant's input size; and its description."""
+    spec, variant = resolve(name)
+    if image is None:
+        return seeded_input(variant, batch), f"seeded noise {[batch, 3, *variant.input_size]}"
+    from .preprocess import load_input, recipe_for
 
+    recipe = recipe_for(spec.preprocessing, variant.task, variant.input_size)
+    x = load_input(image, recipe)
+    return x, f"{os.path.basename(image)} {list(x.shape)}"
+
+
+def pair_state(name: str, weights: str | None = None) -> "OrderedDict[str, np.ndarray]":
+    """The canonical state of a pair check: read from ``weights`` (any layout of the family) or seeded."""
     spec, variant = resolve(name)
     ref = variant.model()
     if weights:
         manifest: Manifest = manifest_for(spec, ref, variant.name, variant)
         _, state = detect_layout(load_checkpoint(weights), spec, manifest, frameworks_of_file(weights))
-    else:
-        state = seeded_state(spec, ref)
-    x = seeded_input(variant, batch)
-    outputs = {}
-    for fw in (TORCH, PADDLE):
-        model = build_model(spec, ref, fw, dtype)
-        load_state(model, state, spec, fw, variant.name)
-        out, _ = run_model(model, x, fw, dtype)
-        outputs[fw] = np.asarray(out[-1] if isinstance(out, list) else out)
-        del model
-    ref_out = outputs[TORCH]
+        return state
+    return seeded_state(spec, ref)
+
+
+def _final(out: Any) -> np.ndarray:
+    return np.asarray(out[-1] if isinstance(out, list) else out)
+
+
+def layer_report(name: str, weights: str | None = None, image: str | None = None,
+                 dtypes: Sequence[str] = ("float32", "float64"), batch: int = 1,
+                 done: Mapping[str, "LayerComparison"] | None = None) -> "ModelReport":
+    """Both frameworks compared layer by layer in each of ``dtypes`` (reusing comparisons in ``done``)."""
+    from .report import ModelReport, compare_layers
+
+    spec, variant = resolve(name)
+    state = pair_state(name, weights)
+    x, described = pair_input(name, image, batch)
+    comparisons = {}
+    for dtype in dtypes:
+        found = (done or {}).get(dtype)
+        comparisons[dtype] = found if found is not None else compare_layers(spec, variant.model(), state, x, dtype, variant.name)
+    return ModelReport(variant.name, spec.family, weights or "seeded", described, comparisons, variant.num_classes)
+
+
+def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, batch: int = 1,
+                image: str | None = None, report_dir: str | None = None, topk: int = 0) -> dict[str, Any]:
+    """Run both frameworks on one state (seeded, or read from ``weights``) and one input (seeded, or
+    ``image``), compare the outputs and every module's output (see :mod:`porthub.report`).
+
+    ``report_dir``: also run the other dtype and write the JSON, Markdown and PNG report there.
+    ``topk``: add both frameworks' top classes side by side to the notes.
+    """
+    from .report import compare_layers, topk_lines, write_report
+
+    spec, variant = resolve(name)
+    ref = variant.model()
+    state = pair_state(name, weights)
+    x, described = pair_input(name, image, batch)
+    layers = compare_layers(spec, ref, state, x, dtype, variant.name)
+    ref_out = _final(layers.torch_output)
     tol = spec.tolerance(PADDLE).for_dtype(dtype) * max(1.0, float(np.abs(ref_out).max()))
-    diff = max_abs_diff(outputs[PADDLE], ref_out)
+    diff = max_abs_diff(_final(layers.paddle_output), ref_out)
     same = roundtrip_identical(state, spec, ref.kwargs, variant.release_layout)
     result = Comparison(PADDLE, "output", diff, tol, diff <= tol, dtype)
-    return {
-        "ok": result.ok and same,
+    first = layers.first_divergence
+    worst = layers.worst()
+    notes = [f"official -> paddle -> official: {'identical' if same else 'NOT identical'} ({len(state)} tensors)",
+             "paddle compared with torch on the same weights and input"]
+    if first is None:
+        notes.append(f"per layer: all {len(layers.layers)} module calls within tolerance"
+                     + ("" if worst is None else f" (worst local: {worst.key} {worst.max_abs:.2e}, limit {worst.limit:.1e})"))
+    else:
+        notes.append(f"per layer: FIRST DIVERGENCE at {first.key} ({first.type}): local max|diff| {first.max_abs:.3e} "
+                     f"> limit {first.limit:.1e}" + (f"; {first.note}" if first.note else ""))
+    out: dict[str, Any] = {
+        "ok": result.ok and same and first is None,
         "model": variant.name,
         "dtype": dtype,
         "weights": weights or "seeded",
+        "input": described,
         "roundtrip_identical": same,
         "results": [result.as_dict()],
-        "notes": [f"official -> paddle -> official: {'identical' if same else 'NOT identical'} ({len(state)} tensors)",
-                  "paddle compared with torch on the same weights and input"],
+        "first_divergence": None if first is None else first.key,
+        "layers": layers.as_dict(),
+        "notes": notes,
     }
+    if topk:
+        lines = topk_lines(ref_out, _final(layers.paddle_output), topk)
+        out["topk"] = lines
+        notes.extend(lines)
+    if report_dir:
+        report = layer_report(name, weights, image, ("float32", "float64"), batch, done={dtype: layers})
+        paths = write_report(report, report_dir)
+        out["report_files"] = paths
+        out["ok"] = out["ok"] and report.ok
+        notes.append(f"report: {paths['json']}, {paths['markdown']}, {paths['png']}")
+        for other, comp in report.comparisons.items():
+            if other != dtype:
+                first_other = comp.first_divergence
+                notes.append(f"per layer ({other}): " + ("all within tolerance" if first_other is None
+                             else f"FIRST DIVERGENCE at {first_other.key}"))
+    return out
