@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_models.layers import DropPath, make_norm, to_2tuple
+from .layers import DropPath, make_norm, to_2tuple
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 
