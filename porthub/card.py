@@ -1,0 +1,200 @@
+"""The model card (README.md) of a published porthub repository.
+
+The YAML front matter uses only keys of huggingface_hub's ``ModelCardData`` (``license``,
+``license_name``, ``license_link``, ``library_name``, ``pipeline_tag``, ``tags``, ``datasets``,
+``metrics``, ``model-index``) so the Hub indexes it: the licence, the frameworks, the dataset and the
+official accuracy with its source. It is written by hand, with every scalar a JSON string or number
+(valid YAML), so porthub needs no YAML library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping, Sequence
+
+from .spec import FamilySpec, Variant
+
+__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml"]
+
+#: SPDX-style identifiers the Hub accepts as ``license`` (the ones the official repositories use)
+_HUB_LICENCES = ("apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "bsd", "gpl-3.0", "cc-by-4.0", "cc-by-nc-4.0",
+                 "cc-by-nc-sa-4.0", "cc-by-sa-4.0", "openrail")
+#: Hub dataset ids of the datasets the variants were trained or evaluated on
+_DATASETS = {"imagenet-1k": "imagenet-1k", "imagenet1k": "imagenet-1k", "ade20k": "scene_parse_150",
+             "cityscapes": "cityscapes"}
+_TASKS = {"classification": "image-classification", "segmentation": "image-segmentation",
+          "semantic_segmentation": "image-segmentation"}
+
+
+def hub_licence(text: str, official_repo: str) -> dict[str, str]:
+    """The Hub's ``license`` fields for a spec's free-text licence ("MIT (LICENSE of ...)" -> ``mit``).
+    A licence the authors did not state becomes ``other`` with a link to the official repository, so
+    nobody mistakes it for a permissive one."""
+    first = re.split(r"[\s(:;,]", text.strip(), maxsplit=1)[0].lower() if text.strip() else ""
+    if first in _HUB_LICENCES:
+        return {"license": first}
+    url = official_repo.split(" @ ")[0].strip() or "https://github.com/porthub"
+    name = "unstated" if not first or first == "not" else re.sub(r"[^a-z0-9.-]+", "-", first).strip("-") or "unstated"
+    return {"license": "other", "license_name": name, "license_link": url}
+
+
+def _arxiv(paper: str) -> str | None:
+    match = re.search(r"arXiv:\s*(\d{4}\.\d{4,5})", paper)
+    return match.group(1) if match else None
+
+
+def _dataset_id(name: str) -> str:
+    key = re.sub(r"[\s_]+", "-", name.strip().lower())
+    return _DATASETS.get(key, _DATASETS.get(key.replace("-", ""), key))
+
+
+def _metric(variant: Variant) -> tuple[str, str, float] | None:
+    """(metric type, display name, value) of the variant's headline result."""
+    meta = variant.meta
+    if meta.get("top1") is not None:
+        return "accuracy", "Top-1 accuracy", float(meta["top1"])
+    for key in ("miou", "miou_ss"):
+        if meta.get(key) is not None:
+            return "mean_iou", "mIoU (single scale)", float(meta[key])
+    return None
+
+
+def card_metadata(spec: FamilySpec, variant: Variant) -> dict[str, Any]:
+    """The YAML metadata as a plain dict (keys in the order they are written)."""
+    task = _TASKS.get(variant.task, "image-classification" if variant.task.startswith("class") else "image-segmentation")
+    dataset = str(variant.meta.get("dataset", ""))
+    arxiv = _arxiv(spec.paper or str(variant.meta.get("paper", "")))
+    tags = ["pytorch", "paddlepaddle", "safetensors", "porthub", "vision", task, spec.family]
+    if arxiv:
+        tags.append(f"arxiv:{arxiv}")
+    meta: dict[str, Any] = dict(hub_licence(spec.licence or str(variant.meta.get("licence", "")), spec.official_repo))
+    meta.update({"library_name": "porthub", "pipeline_tag": task, "tags": tags})
+    if dataset:
+        meta["datasets"] = [_dataset_id(dataset)]
+    metric = _metric(variant)
+    if metric and dataset:
+        mtype, mname, value = metric
+        meta["metrics"] = [mtype]
+        result: dict[str, Any] = {
+            "task": {"type": task},
+            "dataset": {"name": dataset, "type": _dataset_id(dataset), "split": "validation"},
+            "metrics": [{"type": mtype, "value": value, "name": mname}],
+        }
+        source = variant.meta.get("accuracy_source")
+        if source:
+            result["source"] = {"name": str(source), "url": spec.official_repo.split(" @ ")[0].strip()}
+        meta["model-index"] = [{"name": variant.name, "results": [result]}]
+    return meta
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def render_yaml(data: Any, indent: int = 0) -> list[str]:
+    """Block-style YAML of nested dicts/lists of scalars; every string is JSON-quoted."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if isinstance(value, (Mapping, list)) and value:
+                lines.append(f"{pad}{key}:")
+                lines += render_yaml(value, indent + 2)
+            else:
+                lines.append(f"{pad}{key}: {_scalar(value)}")
+    else:
+        for item in data:
+            if isinstance(item, (Mapping, list)):
+                inner = render_yaml(item, indent + 2)
+                lines.append(f"{pad}- {inner[0].lstrip()}")
+                lines += inner[1:]
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    return lines
+
+
+def _table(rows: Sequence[Sequence[Any]], head: Sequence[str]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], repo_id: str) -> str:
+    """The whole README.md: metadata, usage in both frameworks, provenance and measured equivalence."""
+    meta = card_metadata(spec, variant)
+    source = config["source_checkpoint"]
+    pre = config["preprocessing"]
+    eq = config["equivalence"]
+    metric = _metric(variant)
+    eq_rows = [[r["framework"], r["file"], r["dtype"], f"{r['max_abs_diff']:.3e}", f"{r['tolerance']:.1e}"] for r in eq["results"]]
+    files = config["files"]
+    file_rows = [[f"`{name}`", info.get("framework", "-"), info.get("layout", "-"), info["size"], f"`{info['sha256'][:16]}...`"]
+                 for name, info in files.items()]
+    accuracy = (f"{metric[1]} {metric[2]} on {variant.meta.get('dataset', '?')}, as reported by the authors "
+                f"({variant.meta.get('accuracy_source', 'official README')}); porthub did not re-evaluate it.") if metric else ""
+    size = "x".join(str(n) for n in pre.get("input_size", variant.input_size))
+    body = f"""
+# {variant.name}: {spec.title} for PyTorch and PaddlePaddle
+
+The official {spec.title} weights ({variant.meta.get('readme_name', variant.name)}), converted by
+porthub {config['porthub_version']} into both frameworks, with the
+differences measured below.
+
+* Paper: {spec.paper or variant.meta.get('paper', 'see the official repository')}
+* Official code: {spec.official_repo}
+* Licence: {spec.licence or variant.meta.get('licence', 'see the official repository')}
+* {accuracy}
+
+## Usage
+
+PyTorch:
+
+```python
+import porthub
+model = porthub.create_model("{variant.name}", framework="torch", pretrained=True)
+# or without porthub's registry:
+model = porthub.from_pretrained("{repo_id}", framework="torch")
+```
+
+PaddlePaddle:
+
+```python
+import porthub
+model = porthub.create_model("{variant.name}", framework="paddle", pretrained=True)
+# or load the state dict yourself (AI Studio, PaddleClas):
+import paddle
+state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {config['architecture']}
+```
+
+`config.json` alone rebuilds the model (`architecture`, `constructor_kwargs`) in either framework.
+Evaluation preprocessing: resize {pre.get('resize', '-')}, centre crop {size} (crop fraction
+{pre.get('crop_fraction', '-')}), {pre.get('interpolation', '-')} interpolation, mean {list(pre.get('mean', []))},
+std {list(pre.get('std', []))}.
+
+## Files
+
+{_table(file_rows, ['file', 'framework', 'layout', 'bytes', 'sha256'])}
+
+`model.safetensors` loads into the PyTorch model with `load_state_dict(strict=True)`; `model.paddle.safetensors`
+and `model.pdparams` hold the same tensors in Paddle's layout (Linear weights transposed, BatchNorm
+`_mean`/`_variance`). Every file's sha256 is in `config.json` and checked on download.
+
+## Equivalence
+
+Source checkpoint `{source['name']}` (sha256 `{source['sha256']}`, read as layout `{source['layout']}`).
+porthub ran the source checkpoint in PyTorch on `test/input.npy` and compared the published files, loaded
+back from this repository, in each framework and dtype (max |difference| of the output):
+
+{_table(eq_rows, ['framework', 'file', 'dtype', 'max abs diff', 'limit'])}
+
+## Check an install
+
+`test/input.npy` is the input and `test/output.<dtype>.npy` the source checkpoint's output; a model built
+from this repository should reproduce them within the limits above.
+"""
+    return "---\n" + "\n".join(render_yaml(meta)) + "\n---\n" + body

@@ -1,0 +1,242 @@
+"""Publishing: convert a checkpoint, prove the result, and write one hub repository.
+
+``build_repo`` writes into a fresh folder: the PyTorch weights (``model.safetensors``), the Paddle
+weights (``model.paddle.safetensors`` and ``model.pdparams``), a reference input and the source
+checkpoint's outputs (``test/``), the model card and ``config.json``. Before anything is published the
+written files are read back, run in each framework and dtype, and compared with the source
+checkpoint run in PyTorch; a result over the family's tolerance stops the push.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .card import render_card
+from .engine import detect_layout, from_canonical
+from .errors import HubError
+from .hub import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision,
+                  default_repo_id, hub_home, local_repo_dir, read_weights, sha256_file)
+from .io import atomic_write, load_checkpoint, save_checkpoint
+from .io.pdparams import read_pdparams
+from .spec import PADDLE, TORCH, FamilySpec, Variant
+
+__all__ = ["WEIGHT_FILES", "build_repo", "publish_local", "push", "resolve_hub"]
+
+#: file name -> (framework, format)
+WEIGHT_FILES = {
+    "model.safetensors": (TORCH, "safetensors"),
+    "model.paddle.safetensors": (PADDLE, "safetensors"),
+    "model.pdparams": (PADDLE, "pdparams"),
+}
+_LOADED_FROM = {TORCH: "model.safetensors", PADDLE: "model.paddle.safetensors"}
+
+Progress = Callable[[str], None]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise HubError(f"constructor argument {value!r} ({type(value).__name__}) cannot be written to config.json; "
+                   "the family's spec must use JSON values (text for norm layers)")
+
+
+def _output(out: Any) -> np.ndarray:
+    # list outputs (feature pyramids) are checked on their last, deepest item, as `porthub verify` does
+    return np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)
+
+
+def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray], folder: str,
+            config: Mapping[str, Any], dtypes: Sequence[str], say: Progress) -> dict[str, Any]:
+    """Run the source state in PyTorch, then the published files in each framework, on the seeded input."""
+    from .frameworks import build_model, load_state, run_model
+    from .pairs import seeded_input
+
+    ref = variant.model()
+    x = seeded_input(variant)
+    os.makedirs(os.path.join(folder, "test"), exist_ok=True)
+    np.save(os.path.join(folder, "test", "input.npy"), x)
+    published = {fw: read_weights(os.path.join(folder, name), config, fw) for fw, name in _LOADED_FROM.items()}
+    pdparams = read_pdparams(os.path.join(folder, "model.pdparams"))
+    paddle_file = load_checkpoint(os.path.join(folder, "model.paddle.safetensors"))
+    same_pdparams = list(pdparams) == list(paddle_file) and all(np.array_equal(pdparams[k], paddle_file[k]) for k in paddle_file)
+    results = []
+    for dtype in dtypes:
+        say(f"verifying {dtype}: source checkpoint in torch")
+        model = build_model(spec, ref, TORCH, dtype)
+        load_state(model, source, spec, TORCH, variant.name)
+        expected = _output(run_model(model, x, TORCH, dtype)[0])
+        np.save(os.path.join(folder, "test", f"output.{dtype}.npy"), expected)
+        scale = max(1.0, float(np.abs(expected).max()))
+        for fw in (TORCH, PADDLE):
+            say(f"verifying {dtype}: {_LOADED_FROM[fw]} in {fw}")
+            if fw == PADDLE:
+                del model
+                model = build_model(spec, ref, PADDLE, dtype)
+            load_state(model, published[fw], spec, fw, variant.name)
+            got = _output(run_model(model, x, fw, dtype)[0])
+            diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max()) if got.shape == expected.shape else float("inf")
+            tol = spec.tolerance(fw).for_dtype(dtype) * scale
+            results.append({"framework": fw, "file": _LOADED_FROM[fw], "dtype": dtype, "max_abs_diff": diff,
+                            "tolerance": tol, "ok": bool(diff <= tol)})
+        del model
+    return {"input": "test/input.npy", "outputs": {d: f"test/output.{d}.npy" for d in dtypes},
+            "reference": "the source checkpoint run in PyTorch", "results": results,
+            "pdparams_identical_to_paddle_safetensors": bool(same_pdparams),
+            "ok": bool(same_pdparams) and all(r["ok"] for r in results)}
+
+
+def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
+    for name, info in files.items():
+        if "sha256" not in info:
+            path = os.path.join(folder, *name.split("/"))
+            info["sha256"] = sha256_file(path)
+            info["size"] = os.path.getsize(path)
+
+
+def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None,
+               dtypes: Sequence[str] = ("float32", "float64"), progress: Progress | None = None) -> dict[str, Any]:
+    """Write the repository of ``model`` converted from ``weights`` (any released layout, either
+    framework) into ``folder``; return its config. Raises HubError when verification fails."""
+    from .manifest import manifest_for
+    from .registry import resolve
+    from .verify import frameworks_of_file
+
+    say = progress or (lambda _msg: None)
+    spec, variant = resolve(model)
+    repo_id = check_repo_id(repo_id or default_repo_id(variant.name))
+    ref = variant.model()
+    say(f"reading {weights}")
+    source_sha = sha256_file(weights)
+    manifest = manifest_for(spec, ref, variant.name, variant)
+    layout, state = detect_layout(load_checkpoint(weights), spec, manifest, frameworks_of_file(weights))
+    files: dict[str, dict[str, Any]] = {}
+    for name, (fw, fmt) in WEIGHT_FILES.items():
+        say(f"writing {name}")
+        obj = state if fw == TORCH else from_canonical(state, STATE_LAYOUTS[fw], spec)
+        meta = {"format": "pt" if fw == TORCH else "paddle", "porthub.framework": fw,
+                "porthub.layout": STATE_LAYOUTS[fw].name, "porthub.model": variant.name,
+                "porthub.version": __version__} if fmt == "safetensors" else None
+        save_checkpoint(obj, os.path.join(folder, name), fmt, meta)
+        files[name] = {"framework": fw, "layout": STATE_LAYOUTS[fw].name, "format": fmt}
+    config: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "porthub_version": __version__,
+        "repo_id": repo_id,
+        "family": spec.family,
+        "variant": variant.name,
+        "architecture": variant.class_name,
+        "constructor_kwargs": _jsonable(dict(ref.kwargs)),
+        "num_classes": variant.num_classes,
+        "task": variant.task,
+        "preprocessing": _jsonable({"input_size": list(variant.input_size), **dict(spec.preprocessing)}),
+        "source_checkpoint": {"name": os.path.basename(weights), "sha256": source_sha, "layout": layout.name,
+                              "framework": layout.framework,
+                              "official_file": str(variant.meta.get("checkpoint_file", ""))},
+        "licence": spec.licence or str(variant.meta.get("licence", "")),
+        "paper": spec.paper,
+        "official_repo": spec.official_repo,
+        "meta": _jsonable(dict(variant.meta)),
+        "frameworks": {TORCH: {"file": "model.safetensors", "layout": STATE_LAYOUTS[TORCH].name},
+                       PADDLE: {"file": "model.paddle.safetensors", "layout": STATE_LAYOUTS[PADDLE].name,
+                                "pdparams": "model.pdparams"}},
+        "files": files,
+    }
+    config["equivalence"] = _verify(spec, variant, state, folder, config, dtypes, say)
+    if not config["equivalence"]["ok"]:
+        bad = "; ".join(f"{r['framework']} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} > {r['tolerance']:.1e}"
+                        for r in config["equivalence"]["results"] if not r["ok"]) or "model.pdparams differs from model.paddle.safetensors"
+        raise HubError(f"{variant.name}: the converted weights do not reproduce the source checkpoint ({bad}); "
+                       "nothing was published: run `porthub verify` on the checkpoint and report the family")
+    for name in ("test/input.npy", *config["equivalence"]["outputs"].values()):
+        files[name] = {"role": "reference input" if name.endswith("input.npy") else "source checkpoint output"}
+    _record(folder, files)
+    say("writing README.md")
+    with atomic_write(os.path.join(folder, "README.md")) as fh:
+        fh.write(render_card(spec, variant, config, repo_id).encode("utf-8"))
+    files["README.md"] = {"role": "model card"}
+    _record(folder, files)
+    with atomic_write(os.path.join(folder, CONFIG_NAME)) as fh:
+        fh.write((json.dumps(config, indent=1) + "\n").encode("utf-8"))
+    return config
+
+
+def resolve_hub(hub: str | None) -> tuple[str, str]:
+    """``("local", folder)`` or ``("hf", endpoint)`` for ``--hub``: nothing or ``local`` (PORTHUB_HOME),
+    a folder, ``hf`` (HF_ENDPOINT) or an http(s) URL of a Hub endpoint."""
+    if hub in (None, "", "local"):
+        return "local", hub_home()
+    if hub == "hf":
+        return "hf", ""
+    if hub.startswith(("http://", "https://")):
+        return "hf", hub
+    return "local", os.path.abspath(os.path.expanduser(hub))
+
+
+def publish_local(folder: str, repo_id: str, revision: str | None, root: str) -> str:
+    """Move a built folder into the local hub, replacing the previous version in one rename, so a
+    reader sees either the old repository or the new one, never a mix."""
+    target = local_repo_dir(repo_id, revision, root)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    # mkdtemp and atomic_write create owner-only entries; a published hub is readable like any cache
+    umask = os.umask(0)
+    os.umask(umask)
+    for base, _dirs, names in os.walk(folder):
+        os.chmod(base, 0o777 & ~umask)
+        for name in names:
+            os.chmod(os.path.join(base, name), 0o666 & ~umask)
+    old = None
+    if os.path.exists(target):
+        old = tempfile.mkdtemp(prefix=".replaced-", dir=os.path.dirname(target))
+        os.replace(target, os.path.join(old, "repo"))
+    os.replace(folder, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def push(model: str, weights: str, repo_id: str | None = None, hub: str | None = None, revision: str | None = None,
+         private: bool = False, dtypes: Sequence[str] = ("float32", "float64"),
+         progress: Progress | None = None) -> dict[str, Any]:
+    """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint."""
+    from .registry import resolve
+
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"no such checkpoint: {weights} (pass the official file with --weights)")
+    variant = resolve(model)[1]
+    repo_id = check_repo_id(repo_id or default_repo_id(variant.name))
+    revision = check_revision(revision)
+    kind, dest = resolve_hub(hub)
+    staging_root = os.path.join(dest, ".staging") if kind == "local" else None
+    if staging_root:
+        os.makedirs(staging_root, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{repo_id.replace('/', '--')}.", dir=staging_root)
+    try:
+        config = build_repo(model, weights, folder, repo_id, dtypes, progress)
+        if kind == "local":
+            where = publish_local(folder, repo_id, revision, dest)
+            result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
+        else:
+            from .hub_remote import remote_publish
+
+            result = {**remote_publish(folder, repo_id, dest or None, revision, private), "hub": "hf"}
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)
+    result.update({"model": variant.name, "files": {k: v["sha256"] for k, v in config["files"].items()},
+                   "equivalence": config["equivalence"]["results"]})
+    return result
+
