@@ -291,6 +291,7 @@ def _variant(name, short, paper_name, base, arch, top1, params_m, flops_g, n_par
         num_classes=1000,
         task="classification",
         meta={
+            "official_keys": short,
             "top1": top1,
             "params_M": params_m,
             "flops_G": flops_g,
