@@ -80,6 +80,16 @@ def _build_act(act_cfg):
     return _ACTIVATIONS[act_type]()
 
 
+def _resize_linear(x, length):
+    """``(B, C, L) -> (B, C, length)``, linear, align_corners=False."""
+    return F.interpolate(x, size=length, mode="linear", align_corners=False)
+
+
+def _resize_bilinear(x, size, align_corners=False):
+    """``(B, C, H, W) -> (B, C, *size)``, bilinear."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
 class Conv2d_BN(nn.Sequential):
     """Bias-free convolution ``c`` followed by BatchNorm ``bn``."""
 
@@ -194,7 +204,7 @@ class SqueezeAxialPositionalEmbedding(nn.Module):
 
     def forward(self, x):
         length = x.shape[2]
-        return x + F.interpolate(self.pos_embed, size=length, mode="linear", align_corners=False)
+        return x + _resize_linear(self.pos_embed, length)
 
 
 class h_sigmoid(nn.Module):
@@ -465,8 +475,7 @@ class Fusion_block(nn.Module):
     def forward(self, x_l, x_g):
         height, width = x_l.shape[2:]
         local_feat = self.local_embedding(x_l)
-        gate = F.interpolate(self.act(self.global_act(x_g)), size=(height, width), mode="bilinear",
-                             align_corners=False)
+        gate = _resize_bilinear(self.act(self.global_act(x_g)), (height, width))
         return local_feat * gate
 
 
@@ -546,4 +555,4 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, img):
         out = self.decode_head(self.backbone(img))
-        return F.interpolate(out, size=img.shape[2:], mode="bilinear", align_corners=self.align_corners)
+        return _resize_bilinear(out, img.shape[2:], self.align_corners)
