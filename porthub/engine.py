@@ -83,7 +83,8 @@ def _to_paddle(spec: FamilySpec, key: str, value: np.ndarray) -> tuple[str, np.n
     if entry is None:
         return None
     name, _shape, transpose = entry
-    return name, (np.ascontiguousarray(value.T) if transpose else value)
+    # a view: the writer copies it out one tensor at a time, so conversion never holds two copies
+    return name, (value.T if transpose else value)
 
 
 def _canonical_entries(spec: FamilySpec, key: str, shape: tuple[int, ...], dtype: str) -> list[tuple[str, tuple[int, ...], str, bool]]:
@@ -108,7 +109,7 @@ def _from_paddle(spec: FamilySpec, key: str, value: np.ndarray) -> list[tuple[st
         if name.endswith("." + _BN_COUNT) and not key.endswith("." + _BN_COUNT):
             out.append((name, np.zeros((), dtype=np.int64)))
         else:
-            out.append((name, np.ascontiguousarray(value.T) if transposed else value))
+            out.append((name, value.T if transposed else value))
     return out
 
 
