@@ -583,7 +583,7 @@ def plot_report(report: ModelReport, path: str) -> None:
     ax.set_ylabel("max |paddle - torch| / max(1, max|torch|)")
     verdict = "all layers within tolerance" if report.ok else "DIVERGES"
     ax.set_title(f"{report.model}: PyTorch vs Paddle per layer ({verdict}); weights: {report.weights}; input: {report.input}", fontsize=10)
-    ax.text(0.005, 0.01, f"exact zeros drawn at {PLOT_FLOOR:.0e}", transform=ax.transAxes, fontsize=7, color="grey")
+    ax.text(0.995, 0.03, f"exact zeros drawn at {PLOT_FLOOR:.0e}", transform=ax.transAxes, fontsize=7, color="grey", ha="right")
     ax.grid(True, which="major", axis="y", alpha=0.3)
     ax.legend(loc="upper left", fontsize=7, ncol=3)
     fig.tight_layout()
@@ -601,10 +601,16 @@ def _stage_ticks(layers: Sequence[LayerDiff]) -> tuple[list[int], list[str]]:
         seen.add(top)
         ticks.append(row.index)
         labels.append(top)
-    if len(ticks) > 40:
-        step = math.ceil(len(ticks) / 40)
-        ticks, labels = ticks[::step], labels[::step]
-    return ticks, labels
+    # labels closer than 2.5% of the axis would overprint each other: keep the first of a crowd
+    span = max(1, layers[-1].index - layers[0].index) if layers else 1
+    kept_ticks: list[int] = []
+    kept_labels: list[str] = []
+    for tick, label in zip(ticks, labels):
+        if kept_ticks and tick - kept_ticks[-1] < 0.025 * span:
+            continue
+        kept_ticks.append(tick)
+        kept_labels.append(label)
+    return kept_ticks, kept_labels
 
 
 def write_report(report: ModelReport, directory: str) -> dict[str, str]:
