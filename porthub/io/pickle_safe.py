@@ -3,7 +3,9 @@
 Reading: :class:`SafeUnpickler` resolves only the globals of an explicit allow-list, and each of them
 to porthub's own inert stand-in (never the real torch or numpy callable), so a checkpoint can build
 containers, numbers, strings and arrays, and nothing else. Any other global is refused by name
-before anything of the file has run.
+before anything of the file has run. Before unpickling, :func:`scan_pickle` walks the opcodes and
+refuses what would make CPython's unpickler allocate beyond the file's size or crash on deep nesting;
+after it, :func:`finish_tree` refuses cycles and exponential sharing and hands out plain arrays.
 
 Writing: :class:`PickleWriter` emits the opcodes of the few shapes porthub writes (nested dicts,
 lists, tuples, scalars, and arrays in the form torch or numpy expects), streaming array bytes
@@ -13,7 +15,9 @@ straight to the file, so neither torch nor paddle is needed to produce files the
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import pickletools
 import struct
 from collections import OrderedDict
 from typing import IO, Any, Callable, Mapping
@@ -21,11 +25,32 @@ from typing import IO, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
+from .mapped import release
 
-__all__ = ["SafeUnpickler", "PickleWriter", "Opaque", "safe_dtype"]
+__all__ = [
+    "SafeUnpickler",
+    "PickleWriter",
+    "Opaque",
+    "safe_dtype",
+    "scan_pickle",
+    "finish_tree",
+    "CopyBudget",
+    "Allowed",
+    "Marker",
+    "MAX_DEPTH",
+]
 
-#: numpy dtypes a checkpoint tensor may have; anything else (object, void, strings) is refused
+#: numpy dtype kinds a checkpoint tensor may have; anything else (object, void, strings, dates) is refused
 _NUMERIC_KINDS = frozenset("biufc")
+#: how deeply containers may nest; real checkpoints stay under 15 and deeper trees crash C code that
+#: recurses without a guard (hashing nested tuples) or exhaust Python's recursion limit downstream
+MAX_DEPTH = 100
+#: opcodes in one pickle; a state dict of a thousand tensors needs about 40 000, so this allows large
+#: training checkpoints while bounding the time a crafted file can take (about a second per million)
+MAX_OPCODES = 5_000_000
+#: containers in a loaded checkpoint counted as a tree (a shared list counts at every place it is used),
+#: so that code walking the result recursively cannot be made to take exponential time
+MAX_TREE_NODES = 10_000_000
 
 
 class Opaque:
@@ -49,20 +74,116 @@ def _opaque_class(name: str) -> type:
     return type(name.rsplit(".", 1)[-1], (Opaque,), {"__slots__": (), "__init__": lambda self, *a, **k: Opaque.__init__(self, name)})
 
 
+class Allowed:
+    """One allow-listed callable as the unpickler sees it.
+
+    Handing the unpickler a plain function would let a pickle's BUILD opcode set attributes on it
+    (``__defaults__``, ``__dict__``) and so change how later, honest files load in the same process;
+    this wrapper has no attributes to set and refuses BUILD outright.
+    """
+
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise UnsafeCheckpointError(f"refusing to modify the allowed global {self.name}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to modify the allowed global {self.name}; nothing was changed")
+
+    def __repr__(self) -> str:
+        return f"<allowed {self.name}>"
+
+
+class Marker:
+    """An allow-listed name that only ever appears as an argument (``numpy.ndarray`` given to
+    ``_reconstruct``, ``torch.Tensor``, ``torch.FloatStorage``); it can be neither called nor modified."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: np.dtype | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __call__(self, *args: Any) -> Any:
+        raise UnsafeCheckpointError(f"the pickle calls {self.name}, which porthub accepts only as a type name")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise UnsafeCheckpointError(f"refusing to modify the allowed global {self.name}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to modify the allowed global {self.name}; nothing was changed")
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
 def safe_dtype(dtype: np.dtype, where: str) -> np.dtype:
-    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None:
+    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise UnsafeCheckpointError(f"{where}: refusing array dtype {dtype!s}; only numeric tensors are accepted")
+    if dtype.kind in "fc" and dtype.itemsize > (8 if dtype.kind == "f" else 16):
+        raise CheckpointFormatError(f"{where}: {dtype} (extended precision) is not a tensor type torch or paddle holds")
     return dtype
 
 
-def _np_dtype(obj: Any, align: bool = False, copy: bool = True) -> np.dtype:
-    if not isinstance(obj, str):
+class PickledDtype:
+    """What ``numpy.dtype(code, align, copy)`` followed by BUILD makes of a numpy-pickled dtype.
+
+    numpy's own ``dtype.__setstate__`` accepts field tables, object flags and item sizes; this record
+    accepts only a byte order and resolves to a numeric dtype when an array asks for it.
+    """
+
+    __slots__ = ("code", "order")
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.order = "="
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy writes (3, endian, None, None, None, -1, -1, 0); version 4 appends metadata
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
+            raise CheckpointFormatError("numpy dtype state has an unexpected form")
+        endian, subdescr, names, fields, elsize, alignment, flags = state[1:8]
+        if endian not in ("<", ">", "|", "=") or (subdescr, names, fields) != (None, None, None):
+            raise UnsafeCheckpointError("numpy dtype state describes a structured or sub-array dtype; only plain numbers are accepted")
+        if (elsize, alignment, flags) != (-1, -1, 0) or (len(state) == 9 and state[8] not in (None, {})):
+            raise UnsafeCheckpointError("numpy dtype state sets item size, alignment or flags; only plain numbers are accepted")
+        self.order = endian
+
+    def resolve(self, where: str) -> np.dtype:
+        dtype = np.dtype(self.code)
+        if self.order in "<>":
+            dtype = dtype.newbyteorder(self.order)
+        return safe_dtype(dtype, where)
+
+
+def _np_dtype(obj: Any, align: Any = False, copy: Any = True) -> PickledDtype:
+    if not isinstance(obj, str) or len(obj) > 8:
         raise UnsafeCheckpointError(f"numpy.dtype called with {type(obj).__name__}; only dtype codes are accepted")
     try:
         dtype = np.dtype(obj)
     except TypeError as exc:
         raise CheckpointFormatError(f"unknown numpy dtype code {obj!r}") from exc
-    return safe_dtype(dtype, "numpy.dtype")
+    safe_dtype(dtype, "numpy.dtype")
+    return PickledDtype(obj)
+
+
+def _dtype_of(obj: Any, where: str) -> np.dtype:
+    if not isinstance(obj, PickledDtype):
+        raise CheckpointFormatError(f"{where} carries no numpy dtype")
+    return obj.resolve(where)
+
+
+def _checked_shape(shape: Any, where: str) -> tuple[int, ...]:
+    if not (isinstance(shape, tuple) and len(shape) <= 64 and all(type(n) is int and n >= 0 for n in shape)):
+        raise CheckpointFormatError(f"{where}: shape {shape!r:.80} is not a tuple of at most 64 sizes")
+    return shape
 
 
 class _SafeArray(np.ndarray):
@@ -72,51 +193,56 @@ class _SafeArray(np.ndarray):
     def __setstate__(self, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) == 5):
             raise CheckpointFormatError("numpy array state has an unexpected form")
-        _version, shape, dtype, _fortran, raw = state
-        if not isinstance(dtype, np.dtype):
-            raise CheckpointFormatError("numpy array state carries no dtype")
-        safe_dtype(dtype, "numpy array")
+        version, shape, dtype, fortran, raw = state
+        if self.size or self.shape != (0,) or not self.flags.owndata:
+            raise UnsafeCheckpointError("the pickle sets the state of an array twice")
+        dtype = _dtype_of(dtype, "numpy array")
         if not isinstance(raw, (bytes, bytearray)):
             raise UnsafeCheckpointError("numpy array state holds objects instead of raw bytes")
-        if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
-            raise CheckpointFormatError(f"numpy array shape {shape!r} is not a tuple of sizes")
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+        shape = _checked_shape(shape, "numpy array")
+        if not isinstance(fortran, bool):
+            raise CheckpointFormatError("numpy array state has a malformed order flag")
+        need = math.prod(shape) * dtype.itemsize
         if need != len(raw):
             raise CheckpointFormatError(f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {len(raw)} bytes")
-        super().__setstate__(state)
+        super().__setstate__((version, shape, dtype, fortran, raw))
+
+
+_NDARRAY = Marker("numpy.ndarray")
 
 
 def _np_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
-    if cls is not np.ndarray and cls is not _SafeArray:
+    if cls is not _NDARRAY:
         raise UnsafeCheckpointError("numpy _reconstruct asked for a class other than ndarray")
     return np.ndarray.__new__(_SafeArray, (0,), dtype=np.uint8)
 
 
-def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: str = "C") -> np.ndarray:
-    if not isinstance(dtype, np.dtype) or not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)):
+def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarray:
+    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or order not in ("C", "F"):
         raise UnsafeCheckpointError("numpy _frombuffer with unexpected arguments")
-    safe_dtype(dtype, "numpy _frombuffer")
+    dtype = _dtype_of(dtype, "numpy _frombuffer")
+    shape = _checked_shape(shape, "numpy _frombuffer")
     data = memoryview(buf)
-    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize
     if need != data.nbytes:
         raise CheckpointFormatError(f"numpy buffer claims shape {shape} of {dtype} but holds {data.nbytes} bytes")
     return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
 
 
 def _np_scalar(dtype: Any, raw: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or not isinstance(raw, bytes):
+    if not isinstance(raw, bytes):
         raise UnsafeCheckpointError("numpy scalar with unexpected arguments")
-    safe_dtype(dtype, "numpy scalar")
+    dtype = _dtype_of(dtype, "numpy scalar")
     if len(raw) != dtype.itemsize:
         raise CheckpointFormatError("numpy scalar has the wrong number of bytes")
     return np.frombuffer(raw, dtype=dtype)[0]
 
 
-def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     # Python 2-era protocol-2 pickles spell bytes as _codecs.encode(str, "latin1").
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
         raise UnsafeCheckpointError("_codecs.encode with unexpected arguments")
-    return text.encode(encoding)
+    return text.encode(encoding, "surrogatepass")
 
 
 def _ordered_dict(*args: Any) -> OrderedDict:
@@ -125,23 +251,38 @@ def _ordered_dict(*args: Any) -> OrderedDict:
     return OrderedDict(*args)
 
 
-NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
+def allowed(table: Mapping[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+    """Wrap the plain functions of an allow-list so that a pickle cannot modify them."""
+    out: dict[tuple[str, str], Any] = {}
+    for (module, name), value in table.items():
+        if isinstance(value, (Allowed, Marker, type)):
+            out[(module, name)] = value
+        else:
+            out[(module, name)] = Allowed(f"{module}.{name}", value)
+    return out
+
+
+NUMPY_GLOBALS: dict[tuple[str, str], Any] = allowed({
     **{(mod, "_reconstruct"): _np_reconstruct for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(mod, "scalar"): _np_scalar for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(mod, "_frombuffer"): _np_frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _np_dtype,
-}
+})
 
-BASIC_GLOBALS: dict[tuple[str, str], Any] = {
+BASIC_GLOBALS: dict[tuple[str, str], Any] = allowed({
     ("collections", "OrderedDict"): _ordered_dict,
     ("_codecs", "encode"): _codecs_encode,
     ("argparse", "Namespace"): _opaque_class("argparse.Namespace"),
-}
+})
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler whose every global comes from ``allowed``; nothing else can be named."""
+    """An unpickler whose every global comes from ``allowed``; nothing else can be named.
+
+    Call :func:`scan_pickle` on the bytes first: it refuses the inputs that make CPython's unpickler
+    allocate far beyond the file's size or recurse until the process crashes.
+    """
 
     def __init__(
         self,
@@ -158,11 +299,11 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnsafeCheckpointError(
-                f"{self._source}: refusing to load global '{module}.{name}'; porthub loads only tensors and plain "
-                "containers and runs no code from checkpoints (if you trust this file, re-save its state dict "
-                "with torch.save(model.state_dict(), path) and convert that)"
+                f"{self._source}: refusing to load global '{module!s:.100}.{name!s:.100}'; porthub loads only tensors "
+                "and plain containers and runs no code from checkpoints (if you trust this file, re-save its state "
+                "dict with torch.save(model.state_dict(), path) and convert that)"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
@@ -183,6 +324,287 @@ class SafeUnpickler(pickle.Unpickler):
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
                 OverflowError, UnicodeDecodeError, struct.error) as exc:
             raise CheckpointFormatError(f"{self._source}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
+
+
+# ------------------------------------------------------------------------------------- pre-scan
+# Per opcode byte: (argument kind, fixed argument size, items popped below a mark or outright,
+# pops to a mark, items pushed, special handling). Built once from pickletools' opcode table.
+_ARG_FIXED, _ARG_LINE, _ARG_LINE2, _ARG_COUNTED, _ARG_NONE = range(5)
+_SPECIAL = {
+    "APPEND": "inplace", "SETITEM": "inplace", "BUILD": "inplace",
+    "APPENDS": "inplace_mark", "SETITEMS": "inplace_mark", "ADDITEMS": "inplace_mark",
+    "PUT": "put", "BINPUT": "put", "LONG_BINPUT": "put", "MEMOIZE": "memoize",
+    "GET": "get", "BINGET": "get", "LONG_BINGET": "get",
+    "DUP": "dup", "POP": "pop", "FRAME": "frame", "STOP": "stop", "PROTO": "proto",
+}
+
+
+def _build_table() -> list[tuple | None]:
+    table: list[tuple | None] = [None] * 256
+    for op in pickletools.opcodes:
+        arg = op.arg
+        if arg is None:
+            kind, size = _ARG_NONE, 0
+        elif arg.n >= 0:
+            kind, size = _ARG_FIXED, arg.n
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            kind, size = (_ARG_LINE2 if arg.name == "stringnl_noescape_pair" else _ARG_LINE), 0
+        else:
+            # the length prefix: 1, 4 (signed or not) or 8 bytes
+            size = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
+                    pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}[arg.n]
+            kind = _ARG_COUNTED
+        before = [s.name for s in op.stack_before]
+        has_mark = "mark" in before
+        below = before.index("mark") if has_mark else len(before)
+        table[ord(op.code.encode("latin1"))] = (
+            op.name, kind, size, below, has_mark, len(op.stack_after), _SPECIAL.get(op.name), op.name in ("BININT", "LONG4", "EXT4", "BINSTRING"),
+        )
+    return table
+
+
+_TABLE = _build_table()
+
+
+def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int = MAX_OPCODES) -> int:
+    """Walk a pickle's opcodes without building anything, and refuse it unless every length it
+    claims fits in the bytes present, every memo index is one the pickle could have made, its
+    containers nest at most ``max_depth`` deep and it ends with STOP.
+
+    ``buf`` is ``bytes`` or an ``mmap`` (neither is copied). Returns the offset just past STOP.
+    CPython's unpickler trusts these numbers: it allocates a claimed byte count before reading it,
+    grows its memo to any index named (a 13-byte pickle can make it fill 32 GB), and hashes tuples
+    recursively with no depth guard (a 200 000-deep tuple used as a dict key kills the process).
+    """
+    end = len(buf)
+    pos = 0
+    ops = 0
+    stack: list[int] = []
+    marks: list[int] = []
+    memo: dict[int, int] = {}
+    table = _TABLE
+    find = buf.find
+
+    def fail(why: str) -> CheckpointFormatError:
+        return CheckpointFormatError(f"{source}: not a well-formed pickle ({why} at byte {pos})")
+
+    while True:
+        if pos >= end:
+            raise fail("no STOP opcode before the end of the data (truncated?)")
+        code = buf[pos]
+        entry = table[code]
+        if entry is None:
+            raise fail(f"unknown opcode 0x{code:02x}")
+        name, kind, size, below, has_mark, pushed, special, signed = entry
+        ops += 1
+        if ops > max_ops:
+            raise CheckpointFormatError(f"{source}: the pickle has more than {max_ops} opcodes; refusing to read it")
+        pos += 1
+        # ---- the argument
+        arg = 0
+        if kind == _ARG_FIXED:
+            if pos + size > end:
+                raise fail(f"{name} argument runs past the end")
+            if special in ("put", "get", "frame", "proto") or name.startswith("EXT"):
+                arg = int.from_bytes(buf[pos:pos + size], "little", signed=signed)
+            pos += size
+        elif kind == _ARG_COUNTED:
+            if pos + size > end:
+                raise fail(f"{name} length runs past the end")
+            length = int.from_bytes(buf[pos:pos + size], "little", signed=signed)
+            pos += size
+            if length < 0 or length > end - pos:
+                raise fail(f"{name} claims {length} bytes but {end - pos} remain")
+            pos += length
+        elif kind in (_ARG_LINE, _ARG_LINE2):
+            for _ in range(2 if kind == _ARG_LINE2 else 1):
+                nl = find(b"\n", pos)
+                if nl < 0:
+                    raise fail(f"{name} argument has no end of line")
+                if special in ("put", "get"):
+                    text = bytes(buf[pos:nl])
+                    if not (0 < len(text) <= 20 and text.isdigit()):
+                        raise fail(f"{name} index {text[:20]!r} is not a small number")
+                    arg = int(text)
+                pos = nl + 1
+        # ---- the stack
+        fence = marks[-1] if marks else 0
+        if special is None:
+            popped = -1
+            if has_mark:
+                if not marks:
+                    raise fail(f"{name} without a MARK")
+                mark = marks.pop()
+                if stack[mark:]:
+                    popped = max(stack[mark:])
+                del stack[mark:]
+                fence = marks[-1] if marks else 0
+            if below:
+                if len(stack) - below < fence:
+                    raise fail(f"{name} on a stack with too few items")
+                popped = max(popped, *stack[-below:])
+                del stack[-below:]
+            if name == "MARK":
+                marks.append(len(stack))
+            elif pushed:
+                depth = popped + 1 if popped >= 0 else 0
+                if depth > max_depth:
+                    raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+                stack.extend([depth] * pushed)
+        elif special == "inplace":
+            if len(stack) - (3 if name == "SETITEM" else 2) < fence:
+                raise fail(f"{name} on a stack with too few items")
+            item = stack.pop()
+            if name == "SETITEM":
+                item = max(item, stack.pop())
+            stack[-1] = max(stack[-1], item + 1)
+            if stack[-1] > max_depth:
+                raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+        elif special == "inplace_mark":
+            if not marks:
+                raise fail(f"{name} without a MARK")
+            mark = marks.pop()
+            items = stack[mark:]
+            del stack[mark:]
+            fence = marks[-1] if marks else 0
+            if len(stack) - 1 < fence:
+                raise fail(f"{name} with no container below the MARK")
+            if items:
+                stack[-1] = max(stack[-1], max(items) + 1)
+                if stack[-1] > max_depth:
+                    raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+        elif special in ("put", "memoize"):
+            if len(stack) - 1 < fence:
+                raise fail(f"{name} on an empty stack")
+            index = len(memo) if special == "memoize" else arg
+            # Picklers number memo entries 0, 1, 2...; an index beyond the opcodes read so far only
+            # serves to make the unpickler allocate a huge memo table.
+            if index < 0 or index > ops:
+                raise fail(f"{name} index {index} is beyond anything the pickle could have stored")
+            memo[index] = stack[-1]
+        elif special == "get":
+            if arg not in memo:
+                raise fail(f"{name} of memo entry {arg}, which was never stored")
+            stack.append(memo[arg])
+        elif special == "dup":
+            if len(stack) - 1 < fence:
+                raise fail("DUP on an empty stack")
+            stack.append(stack[-1])
+        elif special == "pop":
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            elif len(stack) - 1 < fence:
+                raise fail("POP on an empty stack")
+            else:
+                stack.pop()
+        elif special == "frame":
+            if arg > end - pos:
+                raise fail(f"FRAME claims {arg} bytes but {end - pos} remain")
+        elif special == "proto":
+            if arg > pickle.HIGHEST_PROTOCOL:
+                raise fail(f"unsupported pickle protocol {arg}")
+        elif special == "stop":
+            if len(stack) - 1 < fence:
+                raise fail("STOP on an empty stack")
+            return pos
+
+
+# ---------------------------------------------------------------------------------- post-check
+class CopyBudget:
+    """Bytes a reader may allocate for copies (non-contiguous views, byte swaps), in proportion to
+    the file: a file naming one storage from thousands of strided tensors must not turn a megabyte
+    into gigabytes."""
+
+    __slots__ = ("left", "source")
+
+    def __init__(self, file_size: int, source: str, slack: int = 16 * 1024 * 1024) -> None:
+        self.left = file_size + slack
+        self.source = source
+
+    def spend(self, nbytes: int, what: str) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise CheckpointFormatError(
+                f"{self.source}: {what} would copy more data than the file holds; refusing it (a real checkpoint "
+                "stores every tensor's bytes)"
+            )
+
+
+def _plain_array(arr: np.ndarray, budget: CopyBudget) -> np.ndarray:
+    if not arr.dtype.isnative:
+        budget.spend(arr.nbytes, "byte-swapping a tensor")
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
+
+
+def finish_tree(root: Any, source: str, budget: CopyBudget, max_depth: int = MAX_DEPTH,
+                max_nodes: int = MAX_TREE_NODES) -> Any:
+    """The loaded object with every array a plain, native-byte-order ``numpy.ndarray``, after
+    checking that its containers form a tree (no cycles), nest at most ``max_depth`` deep and, with
+    shared containers counted at each use, number at most ``max_nodes``.
+
+    Iterative, so a hostile depth cannot exhaust the recursion limit here; shared containers and
+    arrays stay shared.
+    """
+    done: dict[int, Any] = {}
+    height: dict[int, int] = {}
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    arrays: dict[int, np.ndarray] = {}
+
+    def leaf(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            key = id(value)
+            if key not in arrays:
+                arrays[key] = _plain_array(value, budget)
+            return arrays[key]
+        return value
+
+    if not isinstance(root, (dict, list, tuple)):
+        return leaf(root)
+    todo: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while todo:
+        node, depth, entered = todo.pop()
+        key = id(node)
+        children = list(node.values()) if isinstance(node, dict) else node
+        if not entered:
+            if key in done:
+                continue
+            if key in on_path:
+                raise CheckpointFormatError(f"{source}: the checkpoint's containers refer to themselves (a cycle); refusing it")
+            if depth > max_depth:
+                raise CheckpointFormatError(f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it")
+            on_path.add(key)
+            todo.append((node, depth, True))
+            todo.extend((c, depth + 1, False) for c in reversed(children) if isinstance(c, (dict, list, tuple)))
+            continue
+        on_path.discard(key)
+        h, n = 1, 1
+        for c in children:
+            if isinstance(c, (dict, list, tuple)):
+                h = max(h, height[id(c)] + 1)
+                n += size[id(c)]
+            else:
+                n += 1
+        if h > max_depth:
+            raise CheckpointFormatError(f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it")
+        if n > max_nodes:
+            raise CheckpointFormatError(
+                f"{source}: the checkpoint's shared containers expand to more than {max_nodes} items; refusing it"
+            )
+        height[key], size[key] = h, n
+
+        def conv(c: Any) -> Any:
+            return done[id(c)] if isinstance(c, (dict, list, tuple)) else leaf(c)
+
+        if isinstance(node, dict):
+            new: Any = (OrderedDict if isinstance(node, OrderedDict) else dict)((k, conv(v)) for k, v in node.items())
+        elif isinstance(node, list):
+            new = [conv(c) for c in node]
+        else:
+            new = tuple(conv(c) for c in node)
+        done[key] = new
+    return done[id(root)]
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -310,6 +732,7 @@ class PickleWriter:
 def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     """An ndarray exactly as numpy pickles it (``_reconstruct`` then ``__setstate__``), named through
     ``numpy.core`` so that numpy 1.x and 2.x both read it."""
+    source = arr
     # np.ascontiguousarray would turn a 0-d array into a 1-d one
     arr = arr if arr.flags.c_contiguous else arr.copy(order="C")
     writer.global_("numpy.core.multiarray", "_reconstruct")
@@ -335,7 +758,8 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     writer.op(_P.TUPLE + _P.BUILD)
     writer.op(_P.NEWFALSE)
     little = arr if arr.dtype.byteorder != ">" else arr.astype(arr.dtype.newbyteorder("<"))
-    writer.bytes_(memoryview(little).cast("B"))
+    writer.bytes_(memoryview(little.reshape(-1)).cast("B"))
+    release(source)
     writer.op(_P.TUPLE + _P.BUILD)
 
 

@@ -7,6 +7,9 @@ until a tensor is transformed or written.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import mmap
 import os
 import struct
@@ -16,7 +19,11 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
-from .pickle_safe import BASIC_GLOBALS, NUMPY_GLOBALS, PickleWriter, SafeUnpickler
+from .mapped import map_file, release
+from .pickle_safe import (
+    BASIC_GLOBALS, NUMPY_GLOBALS, Allowed, CopyBudget, Marker, PickleWriter, SafeUnpickler, allowed, finish_tree,
+    scan_pickle,
+)
 
 __all__ = ["read_pth", "write_pth", "TORCH_DTYPES"]
 
@@ -31,85 +38,107 @@ TORCH_DTYPES: dict[str, np.dtype] = {
     "CharStorage": np.dtype("i1"),
     "ByteStorage": np.dtype("u1"),
     "BoolStorage": np.dtype("?"),
+    "ComplexFloatStorage": np.dtype("<c8"),
+    "ComplexDoubleStorage": np.dtype("<c16"),
 }
+#: torch storages numpy has no type for: named so the error says so instead of calling them unsafe
+_UNSUPPORTED_STORAGES = ("BFloat16Storage", "QInt8Storage", "QUInt8Storage", "QInt32Storage", "QUInt4x2Storage",
+                         "QUInt2x4Storage", "Float8_e4m3fnStorage", "Float8_e5m2Storage")
 _STORAGE_OF = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _MAX_PICKLE = 256 * 1024 * 1024
 
 
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` and friends: it only names a dtype."""
+class _Storage:
+    """One storage entry of the zip, as a flat array viewing the mapped file. Only
+    ``persistent_load`` makes these, so a pickle cannot pass some other array off as a storage."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.dtype = TORCH_DTYPES[name]
+    __slots__ = ("data",)
 
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       hooks: Any = None, metadata: Any = None) -> np.ndarray:
-    if not isinstance(storage, np.ndarray):
-        raise CheckpointFormatError("a tensor refers to something that is not a storage")
-    if not (isinstance(offset, int) and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
-        raise CheckpointFormatError("a tensor has a malformed offset, size or stride")
-    if any(not isinstance(n, int) or n < 0 for n in size) or any(not isinstance(s, int) or s < 0 for s in stride):
-        raise CheckpointFormatError(f"a tensor has a negative or non-integer size {size} or stride {stride}")
-    numel = int(np.prod(size, dtype=np.int64)) if size else 1
-    if numel == 0:
-        return np.zeros(size, dtype=storage.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if offset < 0 or last >= storage.size:
-        raise CheckpointFormatError(
-            f"a tensor of size {size} at offset {offset} with stride {stride} reaches element {last} of a storage of {storage.size}"
-        )
-    if numel > storage.size:
-        raise CheckpointFormatError(f"a tensor claims {numel} elements from a storage of {storage.size}")
-    contiguous = tuple(int(np.prod(size[i + 1:], dtype=np.int64)) for i in range(len(size)))
-    flat = storage[offset:]
-    if stride == contiguous or numel == 1:
-        return flat[:numel].reshape(size)
-    itemsize = storage.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(flat, shape=size, strides=tuple(s * itemsize for s in stride), writeable=False)
-    return np.ascontiguousarray(view)
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError("the pickle tries to modify a storage")
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, *state: Any) -> np.ndarray:
-    if not isinstance(data, np.ndarray):
-        raise CheckpointFormatError("a parameter wraps something that is not a tensor")
-    return data
+def _contiguous_strides(size: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
 
 
-def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> np.ndarray:
-    if func not in (_rebuild_tensor_v2, _rebuild_parameter) or new_type not in (_TensorClass, _ParameterClass):
-        raise UnsafeCheckpointError("refusing a tensor subclass other than torch.Tensor / torch.nn.Parameter")
-    return func(*args)
+def _torch_globals(budget: CopyBudget) -> dict[tuple[str, str], Any]:
+    """The allow-list for one read: the tensor rebuilders charge their copies to ``budget``."""
+
+    def rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                          hooks: Any = None, metadata: Any = None) -> np.ndarray:
+        if not isinstance(storage, _Storage):
+            raise CheckpointFormatError("a tensor refers to something that is not a storage")
+        if not (type(offset) is int and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+                and len(size) <= 64):
+            raise CheckpointFormatError("a tensor has a malformed offset, size or stride")
+        if any(type(n) is not int or n < 0 for n in size) or any(type(s) is not int or s < 0 for s in stride):
+            raise CheckpointFormatError(f"a tensor has a negative or non-integer size {size} or stride {stride}")
+        data = storage.data
+        numel = math.prod(size)
+        if numel == 0:
+            return np.zeros(size, dtype=data.dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if offset < 0 or last >= data.size:
+            raise CheckpointFormatError(
+                f"a tensor of size {size} at offset {offset} with stride {stride} reaches element {last} of a storage of {data.size}"
+            )
+        flat = data[offset:]
+        # torch ignores the stride of a dimension of size 1, and so does contiguity here
+        if all(s == c for n, s, c in zip(size, stride, _contiguous_strides(size)) if n != 1):
+            return flat[:numel].reshape(size)
+        budget.spend(numel * data.itemsize, f"a strided tensor of size {size}")
+        itemsize = data.itemsize
+        view = np.lib.stride_tricks.as_strided(flat, shape=size, strides=tuple(s * itemsize for s in stride), writeable=False)
+        return np.ascontiguousarray(view)
+
+    def rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, *state: Any) -> np.ndarray:
+        if not isinstance(data, np.ndarray):
+            raise CheckpointFormatError("a parameter wraps something that is not a tensor")
+        return data
+
+    rebuild_tensor = Allowed("torch._utils._rebuild_tensor_v2", rebuild_tensor_v2)
+    rebuild_param = Allowed("torch._utils._rebuild_parameter", rebuild_parameter)
+
+    def rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> np.ndarray:
+        if func not in (rebuild_tensor, rebuild_param) or new_type not in (_TENSOR, _PARAMETER):
+            raise UnsafeCheckpointError("refusing a tensor subclass other than torch.Tensor / torch.nn.Parameter")
+        if not isinstance(args, tuple):
+            raise CheckpointFormatError("a tensor's rebuild arguments are not a tuple")
+        return func(*args)
+
+    return {
+        **BASIC_GLOBALS,
+        ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): rebuild_param,
+        ("torch._tensor", "_rebuild_from_type_v2"): Allowed("torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2),
+        ("torch", "Tensor"): _TENSOR,
+        ("torch.nn.parameter", "Parameter"): _PARAMETER,
+        **_STORAGE_TYPES,
+        # Training checkpoints keep optimizer scalars and metrics as numpy values.
+        **NUMPY_GLOBALS,
+    }
 
 
-class _TensorClass:
-    """Stands in for ``torch.Tensor`` as named by ``_rebuild_from_type_v2``."""
+_TENSOR = Marker("torch.Tensor")
+_PARAMETER = Marker("torch.nn.Parameter")
+_STORAGE_TYPES: dict[tuple[str, str], Any] = allowed({
+    **{("torch", name): Marker(name, dtype) for name, dtype in TORCH_DTYPES.items()},
+    **{("torch", name): Marker(name) for name in _UNSUPPORTED_STORAGES},
+})
 
 
-class _ParameterClass:
-    """Stands in for ``torch.nn.Parameter`` as named by ``_rebuild_from_type_v2``."""
-
-
-TORCH_GLOBALS: dict[tuple[str, str], Any] = {
-    **BASIC_GLOBALS,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): _TensorClass,
-    ("torch.nn.parameter", "Parameter"): _ParameterClass,
-    **{("torch", name): _StorageType(name) for name in TORCH_DTYPES},
-    # Training checkpoints keep optimizer scalars and metrics as numpy values.
-    **NUMPY_GLOBALS,
-}
-
-
-def _entry_view(mm: mmap.mmap, zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
+def _entry_view(mm: mmap.mmap, info: zipfile.ZipInfo, source: str) -> np.ndarray:
     """The bytes of one stored zip entry, as a uint8 view of the mapping (no copy)."""
     if info.compress_type != zipfile.ZIP_STORED:
         raise CheckpointFormatError(f"{source}: entry {info.filename} is compressed; torch.save stores entries uncompressed")
     start = info.header_offset
+    if start < 0 or info.file_size < 0:
+        raise CheckpointFormatError(f"{source}: zip entry {info.filename} has a negative offset or size")
     header = mm[start:start + 30]
     if len(header) < 30 or header[:4] != b"PK\x03\x04":
         raise CheckpointFormatError(f"{source}: zip entry {info.filename} has no local header")
@@ -118,6 +147,19 @@ def _entry_view(mm: mmap.mmap, zf: zipfile.ZipFile, info: zipfile.ZipInfo, sourc
     if data_start + info.file_size > len(mm):
         raise CheckpointFormatError(f"{source}: zip entry {info.filename} runs past the end of the file (truncated?)")
     return np.frombuffer(mm, dtype=np.uint8, count=info.file_size, offset=data_start)
+
+
+def _byteorder(mm: mmap.mmap, by_name: dict[str, zipfile.ZipInfo], prefix: str, source: str) -> str:
+    """``<`` or ``>``: torch records the saving machine's byte order (files from before it did are little-endian)."""
+    info = by_name.get(f"{prefix}byteorder")
+    if info is None:
+        return "<"
+    if info.file_size > 16:
+        raise CheckpointFormatError(f"{source}: the byteorder record holds {info.file_size} bytes")
+    value = _entry_view(mm, info, source).tobytes()
+    if value not in (b"little", b"big"):
+        raise CheckpointFormatError(f"{source}: the byteorder record says {value[:16]!r}, neither little nor big")
+    return "<" if value == b"little" else ">"
 
 
 def read_pth(path: str) -> Any:
@@ -129,62 +171,74 @@ def read_pth(path: str) -> Any:
             fh.seek(0)
             _refuse_legacy(fh, source)
         size = os.fstat(fh.fileno()).st_size
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-    if mm is None:
-        raise CheckpointFormatError(f"{source}: empty file")
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointFormatError(f"{source}: not a readable torch.save zip file ({exc}); was it truncated?") from exc
-    with zf:
-        infos = zf.infolist()
-        pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
-        if len(pkl) != 1:
-            raise CheckpointFormatError(f"{source}: a torch.save zip holds exactly one data.pkl; found {len(pkl)}")
-        prefix = pkl[0].filename[: -len("data.pkl")]
-        if pkl[0].file_size > _MAX_PICKLE:
-            raise CheckpointFormatError(f"{source}: data.pkl claims {pkl[0].file_size} bytes; refusing more than {_MAX_PICKLE}")
-        by_name = {i.filename: i for i in infos}
-        storages: dict[str, np.ndarray] = {}
+        mm, _whole = map_file(fh.fileno())
+        try:
+            zf = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError) as exc:
+            raise CheckpointFormatError(f"{source}: not a readable torch.save zip file ({exc}); was it truncated?") from exc
+        with zf:
+            infos = zf.infolist()
+    pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    if len(pkl) != 1:
+        raise CheckpointFormatError(f"{source}: a torch.save zip holds exactly one data.pkl; found {len(pkl)}")
+    prefix = pkl[0].filename[: -len("data.pkl")]
+    if pkl[0].file_size > _MAX_PICKLE:
+        raise CheckpointFormatError(f"{source}: data.pkl claims {pkl[0].file_size} bytes; refusing more than {_MAX_PICKLE}")
+    by_name = {i.filename: i for i in infos}
+    order = _byteorder(mm, by_name, prefix, source)
+    budget = CopyBudget(size, source)
+    storages: dict[str, _Storage] = {}
 
-        def persistent_load(pid: Any) -> np.ndarray:
-            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-                raise CheckpointFormatError(f"{source}: unexpected persistent id {pid!r:.80}")
-            _, storage_type, key, _location, numel = pid
-            if not isinstance(storage_type, _StorageType):
-                raise UnsafeCheckpointError(f"{source}: storage type {storage_type!r:.60} is not a torch storage class")
-            if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-                raise CheckpointFormatError(f"{source}: malformed storage reference")
-            if key in storages:
-                return storages[key]
-            info = by_name.get(f"{prefix}data/{key}")
-            if info is None:
-                raise CheckpointFormatError(f"{source}: storage {key} is referenced but missing (truncated file?)")
-            need = numel * storage_type.dtype.itemsize
-            if info.file_size != need:
-                raise CheckpointFormatError(
-                    f"{source}: storage {key} claims {numel} x {storage_type.name} ({need} bytes) but holds {info.file_size}"
-                )
-            raw = _entry_view(mm, zf, info, source)
-            storages[key] = raw.view(storage_type.dtype) if need else np.zeros(0, storage_type.dtype)
+    def persistent_load(pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[0], str) and pid[0] == "storage"):
+            raise CheckpointFormatError(f"{source}: unexpected persistent id {pid!r:.80}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, Marker) or storage_type.name not in TORCH_DTYPES and storage_type.name not in _UNSUPPORTED_STORAGES:
+            raise UnsafeCheckpointError(f"{source}: storage type {storage_type!r:.60} is not a torch storage class")
+        if storage_type.dtype is None:
+            raise CheckpointFormatError(
+                f"{source}: holds torch.{storage_type.name} tensors, which numpy cannot represent; "
+                "convert them to float32 in PyTorch first (model.float()) and save again"
+            )
+        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+            raise CheckpointFormatError(f"{source}: malformed storage reference")
+        if key in storages:
+            # torch hands back the storage first loaded under this key whatever type a later reference names
             return storages[key]
+        info = by_name.get(f"{prefix}data/{key}")
+        if info is None:
+            raise CheckpointFormatError(f"{source}: storage {key!r:.40} is referenced but missing (truncated file?)")
+        dtype = storage_type.dtype.newbyteorder(order) if storage_type.dtype.itemsize > 1 else storage_type.dtype
+        need = numel * dtype.itemsize
+        if info.file_size != need:
+            raise CheckpointFormatError(
+                f"{source}: storage {key} claims {numel} x {storage_type.name} ({need} bytes) but holds {info.file_size}"
+            )
+        data = _entry_view(mm, info, source).view(dtype) if need else np.zeros(0, dtype)
+        if not data.dtype.isnative:
+            # Saved on a big-endian machine: swap each storage once, so that tensors sharing it stay views.
+            budget.spend(data.nbytes, f"byte-swapping storage {key}")
+            data = data.astype(dtype.newbyteorder("="))
+        storages[key] = _Storage(data)
+        return storages[key]
 
-        import io as _io
-
-        data = _entry_view(mm, zf, pkl[0], source)
-        unpickler = SafeUnpickler(_io.BytesIO(data.tobytes()), TORCH_GLOBALS, persistent_load, source)
-        return unpickler.load_checked()
+    raw = _entry_view(mm, pkl[0], source).tobytes()
+    scan_pickle(raw, source)
+    unpickler = SafeUnpickler(io.BytesIO(raw), _torch_globals(budget), persistent_load, source)
+    return finish_tree(unpickler.load_checked(), source, budget)
 
 
 def _refuse_legacy(fh: IO[bytes], source: str) -> None:
     head = fh.read(64)
     if head[:1] == b"\x80":
         fh.seek(0)
-        try:
-            first = SafeUnpickler(fh, {}, None, source).load_checked()
-        except (CheckpointFormatError, UnsafeCheckpointError):
-            first = None
-        if first == _LEGACY_MAGIC:
+        first: Any = None
+        with contextlib.suppress(CheckpointFormatError, UnsafeCheckpointError):
+            # the legacy format starts with a small pickle of the magic number; a scan bounds what it may claim
+            start = fh.read(4096)
+            scan_pickle(start, source)
+            first = SafeUnpickler(io.BytesIO(start), {}, None, source).load_checked()
+        if type(first) is int and first == _LEGACY_MAGIC:
             raise CheckpointFormatError(
                 f"{source}: legacy torch.save format (PyTorch < 1.6), which porthub does not read; "
                 "re-save it with a current PyTorch: torch.save(torch.load(f, weights_only=True), new_f)"
@@ -229,10 +283,8 @@ _ALIGN = 64
 def write_pth(obj: Any, out: IO[bytes], archive: str = "archive") -> None:
     """Write nested containers of numpy arrays as ``torch.save`` does (loadable with
     ``torch.load(..., weights_only=True)``), storages aligned to 64 bytes for ``mmap=True``."""
-    import io as _io
-
     storages: list[np.ndarray] = []
-    pickled = _io.BytesIO()
+    pickled = io.BytesIO()
     PickleWriter(pickled, 2, _torch_array_hook(storages), ordered=True).dump(obj)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         _write_entry(zf, out, f"{archive}/data.pkl", memoryview(pickled.getbuffer()))
@@ -242,6 +294,7 @@ def write_pth(obj: Any, out: IO[bytes], archive: str = "archive") -> None:
             if data.dtype.byteorder == ">":
                 data = data.astype(data.dtype.newbyteorder("<"))
             _write_entry(zf, out, f"{archive}/data/{key}", memoryview(data.reshape(-1)).cast("B"))
+            release(arr)
         _write_entry(zf, out, f"{archive}/version", memoryview(b"3\n"))
         _write_entry(zf, out, f"{archive}/.data/serialization_id", memoryview(b"0" * 40))
 

@@ -4,7 +4,7 @@ memory-mapping and written by streaming, without the safetensors package."""
 from __future__ import annotations
 
 import json
-import mmap
+import math
 import os
 import struct
 from typing import IO, Any, Mapping
@@ -12,6 +12,7 @@ from typing import IO, Any, Mapping
 import numpy as np
 
 from ..errors import CheckpointFormatError
+from .mapped import map_file, release
 
 __all__ = ["read_safetensors", "write_safetensors", "read_safetensors_metadata"]
 
@@ -33,7 +34,10 @@ def _header(mm: Any, size: int, source: str) -> tuple[dict, int]:
         raise CheckpointFormatError(f"{source}: safetensors header claims {length} bytes, more than the file holds")
     try:
         header = json.loads(bytes(mm[8:8 + length]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise CheckpointFormatError(f"{source}: safetensors header nests too deeply") from exc
+    except ValueError as exc:
+        # JSONDecodeError, UnicodeDecodeError, and integers longer than Python converts are all ValueErrors
         raise CheckpointFormatError(f"{source}: safetensors header is not JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{source}: safetensors header is not a JSON object")
@@ -57,7 +61,7 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise CheckpointFormatError(f"{source}: empty file")
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        mm, whole = map_file(fh.fileno())
     header, start = _header(mm, size, source)
     data_size = size - start
     out: dict[str, np.ndarray] = {}
@@ -66,27 +70,29 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         if not isinstance(entry, dict):
-            raise CheckpointFormatError(f"{source}: entry {name!r} is not an object")
-        dtype = _DTYPES.get(entry.get("dtype"))
+            raise CheckpointFormatError(f"{source}: entry {name!r:.80} is not an object")
+        code = entry.get("dtype")
+        dtype = _DTYPES.get(code) if isinstance(code, str) else None
         if dtype is None:
-            raise CheckpointFormatError(f"{source}: tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+            raise CheckpointFormatError(f"{source}: tensor {name!r:.80} has unsupported dtype {code!r:.40}")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
-        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
-            raise CheckpointFormatError(f"{source}: tensor {name!r} has a malformed shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise CheckpointFormatError(f"{source}: tensor {name!r} has malformed data_offsets")
+        if not (isinstance(shape, list) and len(shape) <= 64 and all(type(n) is int and n >= 0 for n in shape)):
+            raise CheckpointFormatError(f"{source}: tensor {name!r:.80} has a malformed shape {shape!r:.80}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise CheckpointFormatError(f"{source}: tensor {name!r:.80} has malformed data_offsets")
         begin, end = offsets
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+        # exact integers: a product of numpy int64 would wrap around for a crafted shape
+        need = math.prod(shape) * dtype.itemsize
         if not 0 <= begin <= end <= data_size or end - begin != need:
             raise CheckpointFormatError(
-                f"{source}: tensor {name!r} of shape {shape} needs {need} bytes at [{begin}, {end}) of a {data_size}-byte data section"
+                f"{source}: tensor {name!r:.80} of shape {shape} needs {need} bytes at [{begin}, {end}) of a {data_size}-byte data section"
             )
         spans.append((begin, end, name))
-        out[name] = np.frombuffer(mm, dtype=dtype, count=need // dtype.itemsize, offset=start + begin).reshape(shape)
+        out[name] = whole[start + begin:start + end].view(dtype).reshape(shape)
     spans.sort()
     for (b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
         if b1 < e0:
-            raise CheckpointFormatError(f"{source}: tensors {n0!r} and {n1!r} overlap")
+            raise CheckpointFormatError(f"{source}: tensors {n0!r:.80} and {n1!r:.80} overlap")
     return out
 
 
@@ -115,3 +121,4 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadat
         if data.dtype.byteorder == ">":
             data = data.astype(data.dtype.newbyteorder("<"))
         out.write(memoryview(data.reshape(-1)).cast("B"))
+        release(arr)
