@@ -110,8 +110,8 @@ def layer_report(name: str, weights: str | None = None, image: str | None = None
     from .report import ModelReport, compare_layers
 
     spec, variant = resolve(name)
-    state = pair_state(name, weights)
     x, described = pair_input(name, image, batch)
+    state = pair_state(name, weights)
     comparisons = {}
     for dtype in dtypes:
         found = (done or {}).get(dtype)
@@ -131,8 +131,9 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
 
     spec, variant = resolve(name)
     ref = variant.model()
-    state = pair_state(name, weights)
+    # the input first: a bad image path fails before any model is built
     x, described = pair_input(name, image, batch)
+    state = pair_state(name, weights)
     layers = compare_layers(spec, ref, state, x, dtype, variant.name)
     ref_out = _final(layers.torch_output)
     tol = spec.tolerance(PADDLE).for_dtype(dtype) * max(1.0, float(np.abs(ref_out).max()))

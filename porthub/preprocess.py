@@ -10,9 +10,10 @@ official repositories use (timm's ``create_transform(is_training=False)``):
 * ``ToTensor`` (divide by 255 in float32) and ``Normalize(mean, std)``.
 
 A family describes its recipe in ``FamilySpec.preprocessing``; a family with several tasks may give
-one recipe per task (``{"classification": {...}, "segmentation": {...}}``). A recipe with neither
-``resize`` nor ``crop_fraction`` resizes the whole image to ``input_size`` (segmentation's whole-image
-test mode). Mean and std above 1 are in pixel units (mmseg's convention) and are scaled by 1/255.
+one recipe per task (``{"classification": {...}, "segmentation": {...}}``). For tasks other than
+classification, a recipe with neither ``resize`` nor ``crop_fraction`` resizes the whole image to
+``input_size`` (segmentation's whole-image test mode). Mean and std above 1 are in pixel units
+(mmseg's convention) and are scaled by 1/255.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["Preprocessing", "PreprocessError", "recipe_for", "load_image", "prep
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_FRACTION = 0.875
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
@@ -56,7 +58,10 @@ class Preprocessing:
             raise PreprocessError(f"resize {self.resize} is smaller than the crop {self.input_size}; fix the family's preprocessing")
 
     @classmethod
-    def from_mapping(cls, recipe: Mapping[str, Any], input_size: Sequence[int] | None = None) -> "Preprocessing":
+    def from_mapping(cls, recipe: Mapping[str, Any], input_size: Sequence[int] | None = None,
+                     whole_image: bool = False) -> "Preprocessing":
+        """``whole_image``: with neither ``resize`` nor ``crop_fraction``, resize the whole image to
+        ``input_size`` instead of the ImageNet crop (dense tasks evaluate the whole image)."""
         size = tuple(int(v) for v in (input_size or recipe.get("input_size") or (224, 224)))
         if len(size) != 2:
             raise PreprocessError(f"input_size must be (height, width), not {size}")
@@ -65,8 +70,10 @@ class Preprocessing:
         elif "crop_fraction" in recipe:
             # timm: scale_size = floor(img_size / crop_pct)
             resize = int(math.floor(max(size) / float(recipe["crop_fraction"])))
-        else:
+        elif whole_image:
             resize = None
+        else:
+            resize = int(math.floor(max(size) / DEFAULT_CROP_FRACTION))
         mean = tuple(float(v) for v in recipe.get("mean", IMAGENET_MEAN))
         std = tuple(float(v) for v in recipe.get("std", IMAGENET_STD))
         if max(mean) > 1.0:
@@ -83,12 +90,14 @@ class Preprocessing:
 
 def recipe_for(preprocessing: Mapping[str, Any], task: str = "classification",
                input_size: Sequence[int] | None = None) -> Preprocessing:
-    """The recipe of a family's ``preprocessing`` for ``task``; the ImageNet default when it is empty."""
+    """The recipe of a family's ``preprocessing`` for ``task``; the ImageNet default (224, crop 0.875,
+    bicubic, ImageNet mean/std) for whatever it leaves out. Tasks other than classification without a
+    resize rule resize the whole image to ``input_size``."""
     chosen: Mapping[str, Any] = preprocessing
     nested = {k: v for k, v in preprocessing.items() if isinstance(v, Mapping)}
     if nested:
         chosen = nested.get(task) or nested.get("classification") or next(iter(nested.values()))
-    return Preprocessing.from_mapping(chosen, input_size)
+    return Preprocessing.from_mapping(chosen, input_size, whole_image=task != "classification")
 
 
 def load_image(path: str) -> Any:

@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import PorthubError
 from .io import atomic_write
+from .preprocess import to_framework
 from .spec import PADDLE, TORCH, FamilySpec, Tolerance
 
 __all__ = [
@@ -325,7 +326,7 @@ def capture_torch(model: Any, x: np.ndarray, dtype: str = "float32") -> TorchTra
     start = time.perf_counter()
     try:
         with torch.no_grad():
-            out = model(torch.from_numpy(np.ascontiguousarray(x.astype(dtype))))
+            out = model(to_framework(x, TORCH, dtype))
     finally:
         for handle in handles:
             handle.remove()
@@ -353,7 +354,7 @@ def _run_paddle(model: Any, x: np.ndarray, dtype: str, pre: Callable | None, pos
     start = time.perf_counter()
     try:
         with paddle.no_grad():
-            out = model(paddle.to_tensor(np.ascontiguousarray(x.astype(dtype))))
+            out = model(to_framework(x, PADDLE, dtype))
     finally:
         for handle in handles:
             handle.remove()
