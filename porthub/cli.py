@@ -69,6 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-features", action="store_true", help="compare only the final output")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
+    s = sub.add_parser("push", help="convert a checkpoint, verify it, and publish a hub repository (local hub by default)")
+    s.add_argument("model", help="registered model (see `porthub list`)")
+    s.add_argument("--weights", required=True, help="the checkpoint to publish (official release, or either framework's file)")
+    s.add_argument("--repo-id", help="ORG/NAME of the repository (default: porthub/MODEL)")
+    s.add_argument("--hub", metavar="DEST", help="local (default: PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL")
+    s.add_argument("--revision", help="branch to publish to (default: main)")
+    s.add_argument("--private", action="store_true", help="create the Hub repository private")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("download", help="fetch a model's published weights (local hub, then the Hugging Face Hub), sha256-checked")
+    s.add_argument("model", help="registered model, ORG/NAME repository id, or a repository folder")
+    s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both", help="whose weights to fetch")
+    s.add_argument("--repo-id", help="ORG/NAME to fetch MODEL from (default: porthub/MODEL)")
+    s.add_argument("--revision", help="branch, tag or commit to pin")
+    s.add_argument("--hub", metavar="URL", help="Hub endpoint (default: HF_ENDPOINT); the local hub is always asked first")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
     s.add_argument("families", nargs="*")
     return p
@@ -153,7 +170,20 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests}
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub_cli import cmd_push
+
+    return cmd_push(args)
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .hub_cli import cmd_download
+
+    return cmd_download(args)
+
+
+_COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests,
+             "push": _cmd_push, "download": _cmd_download}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

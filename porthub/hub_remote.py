@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 from typing import Any, Sequence
+
+from urllib.parse import urlsplit
 
 from packaging.version import Version
 
@@ -26,6 +29,8 @@ def hf() -> Any:
     """huggingface_hub, or a clear error saying how to get it."""
     try:
         import huggingface_hub
+        import huggingface_hub.constants
+        import huggingface_hub.errors
     except ImportError as exc:
         raise HubError("the Hugging Face Hub needs huggingface_hub: pip install 'porthub[hub]' "
                        "(or use the local hub: PORTHUB_HOME)") from exc
@@ -44,21 +49,39 @@ def _offline() -> bool:
     return bool(hf().constants.HF_HUB_OFFLINE)
 
 
-def _download(repo_id: str, filename: str, revision: str | None, endpoint: str | None, where: str) -> str:
+def _reachable(endpoint: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the endpoint opens. huggingface_hub retries a dead endpoint with
+    backoff for half a minute before it falls back to its cache; one quick probe lets porthub go to
+    the cache at once. Behind a proxy the probe would say nothing, so it is skipped there."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        raise HubError(f"Hub endpoint {endpoint!r} is not a URL; set HF_ENDPOINT like https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(repo_id: str, filename: str, revision: str | None, endpoint: str | None, where: str,
+              cache_only: bool) -> str:
     h = hf()
     errors = h.errors
     try:
-        return h.hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint)
-    except errors.RepositoryNotFoundError:
-        raise HubError(f"no repository {repo_id} in {where}; {_HOW_TO_PROVIDE}") from None
-    except errors.RevisionNotFoundError:
-        raise HubError(f"{repo_id} has no revision {revision!r} in {where}; pass an existing branch, tag or commit") from None
-    except errors.EntryNotFoundError:
-        raise HubError(f"{repo_id} in {where} has no file {filename}; is it a porthub repository?") from None
+        return h.hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, local_files_only=cache_only)
     except errors.LocalEntryNotFoundError:
         state = "HF_HUB_OFFLINE is set" if _offline() else f"{endpoint_of(endpoint)} could not be reached"
-        raise HubError(f"{filename} of {repo_id} is not in {where} and not in the Hugging Face cache "
+        raise HubError(f"{repo_id} ({filename}) is in neither the local hub ({where}) nor the Hugging Face cache "
                        f"({h.constants.HF_HUB_CACHE}), and {state}; {_HOW_TO_PROVIDE}") from None
+    except errors.RepositoryNotFoundError:
+        raise HubError(f"no repository {repo_id} in the local hub ({where}) or on {endpoint_of(endpoint)}; {_HOW_TO_PROVIDE}") from None
+    except errors.RevisionNotFoundError:
+        raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no revision {revision!r}; pass an existing branch, tag or commit") from None
+    except errors.EntryNotFoundError:
+        raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no file {filename}; is it a porthub repository?") from None
 
 
 def _evict(path: str) -> None:
@@ -74,8 +97,9 @@ def _evict(path: str) -> None:
 
 def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, endpoint: str | None,
                  local_folder: str) -> Fetched:
-    where = f"the local hub ({local_folder})" + ("" if _offline() else f" or on {endpoint_of(endpoint)}")
-    config_path = _download(repo_id, CONFIG_NAME, revision, endpoint, where)
+    where = local_folder
+    cache_only = _offline() or not _reachable(endpoint_of(endpoint))
+    config_path = _download(repo_id, CONFIG_NAME, revision, endpoint, where, cache_only)
     config = read_config(config_path)
     # Pin the weights to the commit the config came from, so a push between the two downloads cannot
     # pair this config with another revision's weights.
@@ -85,7 +109,7 @@ def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, 
     names = files_for(config, frameworks)
     for name in names:
         safe_join(os.path.dirname(config_path), name)
-        path = _download(repo_id, name, pinned, endpoint, where)
+        path = _download(repo_id, name, pinned, endpoint, where, cache_only)
         try:
             _check_sha(path, name, config, f"{repo_id}@{pinned or 'main'}")
         except IntegrityError as exc:
@@ -100,8 +124,9 @@ def remote_publish(folder: str, repo_id: str, endpoint: str | None, revision: st
                    private: bool = False, commit_message: str | None = None) -> dict[str, Any]:
     """Upload a built repository folder as one commit (creating the repository and branch if needed)."""
     h = hf()
-    import httpx  # huggingface_hub's own HTTP client: its transport errors are what a dead endpoint raises
-
+    if not _reachable(endpoint_of(endpoint)):
+        raise HubError(f"cannot reach {endpoint_of(endpoint)}; check HF_ENDPOINT (or --hub) and the network, "
+                       "or publish to the local hub (leave out --hub)")
     api = h.HfApi(endpoint=endpoint_of(endpoint))
     errors = h.errors
     try:
@@ -110,11 +135,17 @@ def remote_publish(folder: str, repo_id: str, endpoint: str | None, revision: st
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         info = api.upload_folder(folder_path=folder, repo_id=repo_id, revision=revision,
                                  commit_message=commit_message or f"porthub: publish {repo_id}")
-    except httpx.TransportError as exc:
-        raise HubError(f"cannot reach {endpoint_of(endpoint)} ({exc}); check HF_ENDPOINT and the network") from None
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         hint = "check HF_TOKEN (a write token) and the repository name" if status in (401, 403) else "see the message"
         raise HubError(f"uploading to {endpoint_of(endpoint)} failed (HTTP {status}): {str(exc).splitlines()[0]}; {hint}") from None
+    except RuntimeError as exc:
+        # huggingface_hub wraps a failed LFS upload ("Error while uploading X to the Hub") in RuntimeError
+        cause = exc.__cause__
+        raise HubError(f"{exc} ({str(cause).splitlines()[0] if cause else 'no detail'}); nothing was committed, run push again") from None
+    except errors.HTTPError as exc:
+        # the HTTP client's own base error (a connection dropped mid-upload); the class depends on the
+        # huggingface_hub version (requests, httpx or httpx2), and huggingface_hub.errors re-exports it
+        raise HubError(f"uploading to {endpoint_of(endpoint)} was interrupted ({exc}); nothing was committed, run push again") from None
     return {"repo_id": repo_id, "endpoint": endpoint_of(endpoint), "commit": getattr(info, "oid", None),
             "url": getattr(info, "commit_url", None), "revision": revision or "main"}

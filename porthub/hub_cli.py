@@ -1,0 +1,60 @@
+"""``porthub push`` and ``porthub download``: the command-line side of :mod:`porthub.hub`.
+Progress goes to stderr, results to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+__all__ = ["cmd_push", "cmd_download"]
+
+
+def _say(message: str) -> None:
+    print(f"porthub: {message}", file=sys.stderr, flush=True)
+
+
+def _quiet_http_log() -> None:
+    # paddle installs an INFO handler on the root logger when imported (push verifies in Paddle), which
+    # would print every HTTP request huggingface_hub's client makes; the progress bars already show them
+    for name in ("httpx", "httpx2", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub_publish import push
+
+    _quiet_http_log()
+
+    result = push(args.model, args.weights, args.repo_id, args.hub, args.revision, args.private,
+                  progress=None if args.json else _say)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    where = result.get("path") or f"{result.get('endpoint')} (commit {result.get('commit')})"
+    print(f"published {result['repo_id']}@{result['revision']} to {where}")
+    for r in result["equivalence"]:
+        print(f"  {r['framework']:<7} {r['file']:<26} {r['dtype']:<8} max|diff| vs source {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e})")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .hub import default_repo_id, fetch
+    from .registry import resolve
+
+    target = args.repo_id
+    if target is None:
+        looks_like_repo = "/" in args.model or os.path.isdir(args.model)
+        target = args.model if looks_like_repo else default_repo_id(resolve(args.model)[1].name)
+    frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
+    fetched = fetch(target, frameworks, args.revision, args.hub)
+    if args.json:
+        print(json.dumps({"repo": target, "where": fetched.where, "source": fetched.source, "commit": fetched.commit,
+                          "paths": fetched.paths}))
+        return 0
+    print(f"{target}: from {fetched.where} (sha256 checked)")
+    for name, path in fetched.paths.items():
+        print(f"  {name:<26} {path}")
+    return 0
