@@ -281,7 +281,7 @@ class WindowAttention(nn.Layer):
 
                 # pooled windows that the unfold took from its zero padding are masked out
                 ones = paddle.ones([1, 1, nWh, nWw], dtype=pooled.dtype)
-                unfolded_mask = unfold(ones).reshape([kernel * kernel, -1]).transpose([1, 0])
+                unfolded_mask = _swap(unfold(ones).reshape([kernel * kernel, -1]), 0, 1)
                 qkv_pooled = self.qkv(pooled).reshape([B, nWh, nWw, 3, C]).transpose([3, 0, 4, 1, 2])
                 k_pooled = self._unfold_heads(unfold, qkv_pooled[1])
                 v_pooled = self._unfold_heads(unfold, qkv_pooled[2])

@@ -30,6 +30,18 @@ _EXPAND_FACTOR = {"even": 0, "odd": 1, "all": -1}
 _POOL_METHODS = ("none", "fc", "conv", "mean", "max")
 
 
+def _swap(x, a, b):
+    return x.transpose(a, b)
+
+
+def _index(buffer):
+    return buffer.long()
+
+
+def _zeros_parameter(layer, shape):
+    return nn.Parameter(torch.zeros(shape))
+
+
 class Mlp(nn.Module):
     def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.0):
         super().__init__()
@@ -130,7 +142,7 @@ def _pool_windows(block, shifted_x):
             pooled = windows.amax(dim=(3, 4))
         elif block.pool_method == "fc":
             # the learned weights act on the within-window position (row-major), shared by channels
-            windows = windows.reshape(B, nWh, nWw, window_size_glo * window_size_glo, C).transpose(3, 4)
+            windows = _swap(windows.reshape(B, nWh, nWw, window_size_glo * window_size_glo, C), 3, 4)
             pooled = block.pool_layers[k](windows).flatten(-2)
         else:
             windows = windows.reshape(-1, window_size_glo, window_size_glo, C).permute(0, 3, 1, 2)
@@ -175,14 +187,14 @@ class WindowAttention(nn.Module):
         self.focal_window = focal_window
         wh, ww = window_size
 
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        self.relative_position_bias_table = _zeros_parameter(self, [(2 * wh - 1) * (2 * ww - 1), num_heads])
         self.register_buffer("relative_position_index", get_relative_position_index(window_size, window_size))
 
         if self.expand_size > 0 and focal_level > 0:
             es = self.expand_size
             self.window_size_of_key = 4 * wh * ww - 4 * (wh - es) * (wh - es)
-            self.relative_position_bias_table_to_neighbors = nn.Parameter(
-                torch.zeros(1, num_heads, wh * ww, self.window_size_of_key))
+            self.relative_position_bias_table_to_neighbors = _zeros_parameter(
+                self, [1, num_heads, wh * ww, self.window_size_of_key])
             # positions of the four rolled copies (tl, tr, bl, br) that lie outside the window itself
             mask_tl = torch.ones(wh, ww)
             mask_tl[:-es, :-es] = 0
@@ -202,8 +214,8 @@ class WindowAttention(nn.Module):
                 stride = 2**k
                 kernel_size = 2 * (self.focal_window // 2) + 2**k + (2**k - 1)
                 self.unfolds.append(nn.Unfold(kernel_size=(kernel_size, kernel_size), stride=stride, padding=kernel_size // 2))
-                self.relative_position_bias_table_to_windows.append(nn.Parameter(
-                    torch.zeros(num_heads, (wh + focal_window + 2**k - 2) * (ww + focal_window + 2**k - 2))))
+                self.relative_position_bias_table_to_windows.append(_zeros_parameter(
+                    self, [num_heads, (wh + focal_window + 2**k - 2) * (ww + focal_window + 2**k - 2)]))
                 self.register_buffer(
                     f"relative_position_index_{k}",
                     get_relative_position_index(window_size, to_2tuple(focal_window + 2**k - 1)))
@@ -223,7 +235,7 @@ class WindowAttention(nn.Module):
     def _split_heads(self, windows):
         """(n, ws, ws, C) -> (n, nH, ws*ws, hd)."""
         n, wh, ww, C = windows.shape
-        return windows.reshape(n, wh * ww, self.num_heads, C // self.num_heads).transpose(1, 2)
+        return _swap(windows.reshape(n, wh * ww, self.num_heads, C // self.num_heads), 1, 2)
 
     def forward(self, x_all, mask_all):
         x = x_all[0]
@@ -236,7 +248,7 @@ class WindowAttention(nn.Module):
         k_windows = self._split_heads(window_partition(k, ws))
         v_windows = self._split_heads(window_partition(v, ws))
 
-        biases = [self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        biases = [self.relative_position_bias_table[_index(self.relative_position_index).reshape(-1)]
                   .reshape(window_area, window_area, -1).permute(2, 0, 1).unsqueeze(0)]
         masks = [mask_all[0]]
 
@@ -246,8 +258,9 @@ class WindowAttention(nn.Module):
             shifts = ((-es, -es), (-es, es), (es, -es), (es, es))
             k_rolled = torch.cat([self._split_heads(window_partition(torch.roll(k, s, dims=(1, 2)), ws)) for s in shifts], 2)
             v_rolled = torch.cat([self._split_heads(window_partition(torch.roll(v, s, dims=(1, 2)), ws)) for s in shifts], 2)
-            k_rolled = torch.cat((k_windows, k_rolled[:, :, self.valid_ind_rolled]), 2)
-            v_rolled = torch.cat((v_windows, v_rolled[:, :, self.valid_ind_rolled]), 2)
+            valid = _index(self.valid_ind_rolled)
+            k_rolled = torch.cat((k_windows, k_rolled[:, :, valid]), 2)
+            v_rolled = torch.cat((v_windows, v_rolled[:, :, valid]), 2)
             biases.append(self.relative_position_bias_table_to_neighbors)
             masks.append(None)
         else:
@@ -264,12 +277,12 @@ class WindowAttention(nn.Module):
 
                 # pooled windows that the unfold took from its zero padding are masked out
                 ones = torch.ones(1, 1, nWh, nWw, dtype=pooled.dtype, device=pooled.device)
-                unfolded_mask = unfold(ones).reshape(kernel * kernel, -1).transpose(0, 1)
+                unfolded_mask = _swap(unfold(ones).reshape(kernel * kernel, -1), 0, 1)
                 qkv_pooled = self.qkv(pooled).reshape(B, nWh, nWw, 3, C).permute(3, 0, 4, 1, 2)
                 k_pooled = self._unfold_heads(unfold, qkv_pooled[1])
                 v_pooled = self._unfold_heads(unfold, qkv_pooled[2])
                 if k > 0:
-                    valid = getattr(self, f"valid_ind_unfold_{k}")
+                    valid = _index(getattr(self, f"valid_ind_unfold_{k}"))
                     unfolded_mask = unfolded_mask[:, valid]
                     k_pooled = k_pooled[:, :, valid]
                     v_pooled = v_pooled[:, :, valid]
@@ -280,7 +293,7 @@ class WindowAttention(nn.Module):
                 k_all.append(k_pooled)
                 v_all.append(v_pooled)
 
-                index_k = getattr(self, f"relative_position_index_{k}")
+                index_k = _index(getattr(self, f"relative_position_index_{k}"))
                 biases.append(self.relative_position_bias_table_to_windows[k][:, index_k.reshape(-1)]
                               .reshape(-1, window_area, width).unsqueeze(0))
                 masks.append(torch.where(unfolded_mask == 0, torch.full_like(unfolded_mask, _MASK_VALUE),
@@ -288,7 +301,7 @@ class WindowAttention(nn.Module):
         k_all = torch.cat(k_all, 2)
         v_all = torch.cat(v_all, 2)
 
-        attn = (q_windows * self.scale) @ k_all.transpose(-2, -1)
+        attn = (q_windows * self.scale) @ _swap(k_all, -2, -1)
         nH, N = self.num_heads, attn.shape[-1]
         # the bias and the masks are added separately, in this order, as the official in-place slices do
         attn = attn + torch.cat([b.expand(1, nH, window_area, b.shape[-1]) for b in biases], -1)
@@ -302,7 +315,7 @@ class WindowAttention(nn.Module):
             attn = (attn.reshape(-1, n_windows, nH, window_area, N) + mask.unsqueeze(0)).reshape(-1, nH, window_area, N)
         attn = self.attn_drop(self.softmax(attn))
 
-        x = (attn @ v_all).transpose(1, 2).reshape(attn.shape[0], window_area, C)
+        x = _swap(attn @ v_all, 1, 2).reshape(attn.shape[0], window_area, C)
         return self.proj_drop(self.proj(x))
 
     def _unfold_heads(self, unfold, t):
@@ -310,7 +323,7 @@ class WindowAttention(nn.Module):
         B, C = t.shape[:2]
         kernel = unfold.kernel_size[0]
         t = unfold(t).reshape(B, C, kernel, kernel, -1).permute(0, 4, 2, 3, 1)
-        return t.reshape(-1, kernel * kernel, self.num_heads, C // self.num_heads).transpose(1, 2)
+        return _swap(t.reshape(-1, kernel * kernel, self.num_heads, C // self.num_heads), 1, 2)
 
 
 class FocalTransformerBlock(nn.Module):
@@ -432,7 +445,7 @@ class PatchEmbed(nn.Module):
                              "build it with that img_size")
         if self.use_pre_norm and self.pre_norm is not None:
             x = self.pre_norm(x)
-        x = self.proj(x).flatten(2).transpose(1, 2)
+        x = _swap(self.proj(x).flatten(2), 1, 2)
         if self.norm is not None:
             x = self.norm(x)
         return x
@@ -515,7 +528,7 @@ class FocalTransformer(nn.Module):
         self.patches_resolution = patches_resolution
 
         if self.ape:
-            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
+            self.absolute_pos_embed = _zeros_parameter(self, [1, num_patches, embed_dim])
         self.pos_drop = nn.Dropout(p=drop_rate)
 
         dpr = [float(x) for x in torch.linspace(0, drop_path_rate, sum(depths))]
@@ -552,7 +565,7 @@ class FocalTransformer(nn.Module):
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
-        x = self.avgpool(x.transpose(1, 2))
+        x = self.avgpool(_swap(x, 1, 2))
         return torch.flatten(x, 1)
 
     def forward(self, x):
@@ -637,11 +650,11 @@ class WindowAttentionV2(nn.Module):
         qkv = self.qkv(x).reshape(B, H, W, 3, C).permute(3, 0, 1, 2, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         ws = self.window_size[0]
-        q_windows = window_partition(q, ws).reshape(-1, ws * ws, nH, hd).transpose(1, 2)
+        q_windows = _swap(window_partition(q, ws).reshape(-1, ws * ws, nH, hd), 1, 2)
 
         k_all, v_all, rpbs = [], [], []
         for level in range(self.focal_level):
-            indice = getattr(self, f"topk_cloest_indice_{level}")
+            indice = _index(getattr(self, f"topk_cloest_indice_{level}"))
             coords = getattr(self, f"topk_cloest_coords_{level}").to(x.dtype)
             rpbs.append(self.coord2rpb_all[level](coords))
             if level == 0:
@@ -652,18 +665,18 @@ class WindowAttentionV2(nn.Module):
                 k_k, v_k = qkv_k[:, :, 1], qkv_k[:, :, 2]
             n_win, topk = indice.shape
             flat = indice.reshape(-1)
-            k_sel = k_k[:, flat].reshape(B, n_win, topk, nH, hd).transpose(2, 3)
-            v_sel = v_k[:, flat].reshape(B, n_win, topk, nH, hd).transpose(2, 3)
+            k_sel = _swap(k_k[:, flat].reshape(B, n_win, topk, nH, hd), 2, 3)
+            v_sel = _swap(v_k[:, flat].reshape(B, n_win, topk, nH, hd), 2, 3)
             k_all.append(k_sel.reshape(-1, nH, topk, hd))
             v_all.append(v_sel.reshape(-1, nH, topk, hd))
         k_all = torch.cat(k_all, 2)
         v_all = torch.cat(v_all, 2)
 
-        attn = (q_windows * self.scale) @ k_all.transpose(-2, -1)
+        attn = (q_windows * self.scale) @ _swap(k_all, -2, -1)
         rpb = torch.cat(rpbs, 2).permute(0, 3, 1, 2)
         attn = (attn.reshape(B, -1, *attn.shape[1:]) + rpb.unsqueeze(0)).reshape(attn.shape)
         attn = self.attn_drop(self.softmax(attn))
-        x = (attn @ v_all).transpose(1, 2).flatten(2)
+        x = _swap(attn @ v_all, 1, 2).flatten(2)
         return self.proj_drop(self.proj(x))
 
 
