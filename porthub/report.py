@@ -51,6 +51,7 @@ __all__ = [
     "compare_layers",
     "summary_figures",
     "write_report",
+    "load_report",
     "render_markdown",
     "plot_report",
     "imagenet_classes",
@@ -197,6 +198,25 @@ class ModelReport:
             "notes": list(self.notes),
             "comparisons": {dtype: c.as_dict() for dtype, c in self.comparisons.items()},
         }
+
+
+def load_report(path: str) -> ModelReport:
+    """A report written by :func:`write_report`, read back (the model card and re-plots use it)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        comparisons = {
+            dtype: LayerComparison(
+                dtype=dtype, layers=[LayerDiff(**row) for row in c["layers"]], output_max_abs=c["output_max_abs"],
+                output_limit=c["output_limit"], tolerance_reason=c["tolerance_reason"], only_torch=c["only_torch"],
+                only_paddle=c["only_paddle"], seconds=c["seconds"])
+            for dtype, c in data["comparisons"].items()
+        }
+        return ModelReport(data["model"], data["family"], data["weights"], data["input"], comparisons, notes=data.get("notes", []))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such report: {path}") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ReportError(f"{path} is not a porthub layer report ({exc}); write one with porthub verify MODEL --report DIR") from None
 
 
 # ------------------------------------------------------------------------------------ tolerances
@@ -594,24 +614,27 @@ def plot_report(report: ModelReport, path: str) -> None:
 
 
 def _stage_ticks(layers: Sequence[LayerDiff]) -> tuple[list[int], list[str]]:
-    ticks, labels, seen = [], [], set()
+    """A tick at the first call of each top-level module; small modules (stage norms, patch
+    embeddings) between big ones give way so that the stage names stay readable."""
+    groups: list[list[Any]] = []
     for row in layers:
         top = row.name.split(".")[0] if row.name != ROOT else ROOT
-        if top == ROOT or top in seen:
+        if top == ROOT:
             continue
-        seen.add(top)
-        ticks.append(row.index)
-        labels.append(top)
-    # labels closer than 2.5% of the axis would overprint each other: keep the first of a crowd
+        if not groups or groups[-1][1] != top:
+            groups.append([row.index, top, 0])
+        groups[-1][2] += 1
     span = max(1, layers[-1].index - layers[0].index) if layers else 1
-    kept_ticks: list[int] = []
-    kept_labels: list[str] = []
-    for tick, label in zip(ticks, labels):
-        if kept_ticks and tick - kept_ticks[-1] < 0.025 * span:
+    ticks: list[int] = []
+    labels: list[str] = []
+    for index, top, size in groups:
+        if top in labels or (size < 0.025 * span and ticks):
             continue
-        kept_ticks.append(tick)
-        kept_labels.append(label)
-    return kept_ticks, kept_labels
+        if ticks and index - ticks[-1] < 0.025 * span:
+            continue
+        ticks.append(index)
+        labels.append(top)
+    return ticks, labels
 
 
 def write_report(report: ModelReport, directory: str) -> dict[str, str]:
