@@ -17,9 +17,10 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy costs ~0.3 s to import; `porthub list` must not pay for it
+    import numpy as np
 
 __all__ = [
     "LayerKind",
