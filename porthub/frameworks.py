@@ -114,9 +114,23 @@ def model_manifest(spec: FamilySpec, ref: ModelRef, framework: str, name: str) -
     return Manifest(name, canonical_keys(spec, _state_entries(model, PADDLE)))
 
 
-def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, framework: str, name: str = "model") -> None:
-    """Load a canonical state strictly: every key of the model present with its shape, nothing else."""
+def check_finite(state: Mapping[str, np.ndarray], name: str = "model") -> None:
+    """Refuse weights with NaN or infinity: they come from a diverged run or a corrupt file, and a
+    model loaded with them only produces NaN."""
+    for key, value in state.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise ValueError(f"{name}: {key} holds {bad} non-finite value(s) (NaN or inf); the checkpoint is corrupt or from a diverged run")
+
+
+def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, framework: str, name: str = "model",
+               allow_nonfinite: bool = False) -> None:
+    """Load a canonical state strictly: every key of the model present with its shape, nothing else,
+    and (unless ``allow_nonfinite``) only finite values."""
     fw = import_framework(framework)
+    if not allow_nonfinite:
+        check_finite(state, name)
     entries = _state_entries(model, framework)
     if framework == TORCH:
         manifest = Manifest(name, entries)

@@ -135,3 +135,14 @@ def test_declared_linear_with_wrong_rank_is_a_spec_error():
 def test_layout_must_read_what_it_writes():
     with pytest.raises(ValueError, match="does not read from it"):
         Layout("broken", containers=("state_dict",), wrap="model")
+
+
+def test_non_finite_weights_are_refused_naming_the_key():
+    from porthub.frameworks import check_finite
+
+    state = _state()
+    state["fc.bias"] = state["fc.bias"].copy()
+    state["fc.bias"][1] = np.nan
+    with pytest.raises(ValueError, match=r"fc\.bias holds 1 non-finite"):
+        check_finite(state, "toy_a")
+    check_finite(_state(), "toy_a")
