@@ -167,3 +167,24 @@ def test_class_names_and_topk():
     assert "goldfish (1)" in lines[1] and "cock (7)" in lines[2] and lines[-1].startswith("same top-3 order in both frameworks: yes")
     with pytest.raises(ValueError, match="logits"):
         topk_lines(logits, logits[:, :10], 3)
+
+
+def test_verify_cli_with_input_topk_and_report(tmp_path, capsys):
+    """The whole command on a registered full-size model, at a small input size to stay quick."""
+    from porthub.cli import main
+
+    x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rc = main(["verify", "shunted_t", "--input", str(tmp_path / "x.npy"), "--topk", "3", "--report", str(tmp_path / "rep"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["ok"] is True
+    # verify_pair's fields stay, with the per-layer data beside them
+    assert {"ok", "model", "dtype", "weights", "roundtrip_identical", "results", "notes"} <= set(data)
+    assert data["model"] == "shunted_t" and data["input"] == "x.npy [1, 3, 64, 64]" and data["first_divergence"] is None
+    assert data["layers"]["layers_compared"] == len(data["layers"]["layers"]) > 200
+    assert len(data["topk"]) == 5 and data["topk"][-1].startswith("same top-3 order in both frameworks: yes")
+    assert sorted(os.listdir(tmp_path / "rep")) == ["shunted_t_report.json", "shunted_t_report.md", "shunted_t_report.png"]
+    from porthub.report import load_report
+
+    saved = load_report(data["report_files"]["json"])
+    assert set(saved.comparisons) == {"float32", "float64"} and saved.ok
