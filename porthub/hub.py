@@ -34,6 +34,7 @@ __all__ = [
     "hub_home",
     "default_repo_id",
     "check_repo_id",
+    "check_relpath",
     "safe_join",
     "local_repo_dir",
     "sha256_file",
@@ -90,15 +91,21 @@ def check_revision(revision: str | None) -> str | None:
     return revision
 
 
-def safe_join(root: str, relpath: str) -> str:
-    """``root/relpath`` for a file name read from a repository, refusing anything that could leave
-    ``root`` (absolute paths, ``..``, backslashes, symlinks pointing out)."""
+def check_relpath(relpath: str) -> list[str]:
+    """The components of a file name read from a repository, refusing anything that could name a path
+    outside it (absolute paths, ``..``, backslashes, empty components)."""
     parts = relpath.split("/") if isinstance(relpath, str) else []
     if (not parts or "\\" in relpath or relpath.startswith("/") or os.path.isabs(relpath) or "\x00" in relpath
             or any(p in ("", ".", "..") for p in parts)):
         raise HubError(f"file name {relpath!r} in a repository is not a plain relative path; refusing it "
                        "(the repository is malformed or hostile: do not use it)")
-    path = os.path.join(root, *parts)
+    return parts
+
+
+def safe_join(root: str, relpath: str) -> str:
+    """``root/relpath`` inside a folder porthub owns (the local hub), refusing names that leave it and
+    symlinks that point out of it."""
+    path = os.path.join(root, *check_relpath(relpath))
     real_root = os.path.realpath(root)
     if os.path.commonpath([os.path.realpath(path), real_root]) != real_root:
         raise HubError(f"file {relpath!r} resolves outside its repository folder; refusing it")
@@ -149,7 +156,7 @@ def read_config(path: str) -> dict[str, Any]:
     if not isinstance(config["files"], dict):
         raise HubError(f"{path}: 'files' must map file names to their sha256")
     for name in config["files"]:
-        safe_join(os.path.dirname(path) or ".", name)
+        check_relpath(name)
     return config
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from packaging.version import Version
 
 from .errors import HubError, IntegrityError
-from .hub import _HOW_TO_PROVIDE, CONFIG_NAME, Fetched, _check_sha, files_for, read_config, safe_join
+from .hub import _HOW_TO_PROVIDE, CONFIG_NAME, Fetched, _check_sha, check_relpath, files_for, read_config
 
 __all__ = ["hf", "endpoint_of", "remote_fetch", "remote_publish"]
 
@@ -108,7 +108,7 @@ def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, 
     paths = {CONFIG_NAME: config_path}
     names = files_for(config, frameworks)
     for name in names:
-        safe_join(os.path.dirname(config_path), name)
+        check_relpath(name)
         path = _download(repo_id, name, pinned, endpoint, where, cache_only)
         try:
             _check_sha(path, name, config, f"{repo_id}@{pinned or 'main'}")
