@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Rename, Tolerance, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
 
 OFFICIAL_REPO = "https://github.com/fudan-zvg/SeaFormer"
 OFFICIAL_COMMIT = "9718d05b6e70d0561dda7c052b8457feed74d4d9"
@@ -137,6 +137,7 @@ def _cls_variant(size: str) -> Variant:
         num_classes=1000,
         task="classification",
         meta={
+            "official_keys": f"cls_{size}",
             "top1": top1,
             "params_M": params_m,
             "flops_G": flops_g,
@@ -220,8 +221,9 @@ def _ade_variant(size: str) -> Variant:
         input_size=(512, 512),
         num_classes=150,
         task="segmentation",
-        meta=_seg_meta(size, "ADE20K", {"miou_ss": miou_4x8, "miou_ss_2x8": miou_2x8, "params_M": params_m,
-                                        "flops_G": flops_g, "num_parameters": n_params},
+        meta=_seg_meta(size, "ADE20K", {"official_keys": f"seg_ade20k_{size}", "miou_ss": miou_4x8,
+                                        "miou_ss_2x8": miou_2x8, "params_M": params_m, "flops_G": flops_g,
+                                        "num_parameters": n_params},
                        [f"SeaFormer-{letter}_512x512_2x8_160k", f"SeaFormer-{letter}_512x512_4x8_160k"]),
     )
 
@@ -238,7 +240,8 @@ def _city_variant(size: str) -> Variant:
         input_size=(512, 1024),
         num_classes=19,
         task="segmentation",
-        meta=_seg_meta(size, "Cityscapes", {"miou": miou_h, "miou_1024x1024": miou_f, "flops_G": flops_h,
+        meta=_seg_meta(size, "Cityscapes", {"official_keys": f"seg_city_{size}", "miou": miou_h,
+                                            "miou_1024x1024": miou_f, "flops_G": flops_h,
                                             "flops_G_1024x1024": flops_f, "num_parameters": n_params},
                        [f"SeaFormer-{letter}_1024x512_1x8_160k", f"SeaFormer-{letter}_1024x1024_1x8_160k"]),
     )
@@ -304,13 +307,6 @@ SPEC = FamilySpec(
     case_model=case_model,
     case_features=case_features,
     case_layout=case_layout,
-    tolerances={
-        PADDLE: Tolerance(
-            float32=2e-5,
-            float64=1e-8,
-            reason="placeholder, replaced below by the measured figure",
-        ),
-    },
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,

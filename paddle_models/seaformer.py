@@ -82,42 +82,27 @@ def _build_act(act_cfg):
     return _ACTIVATIONS[act_type]()
 
 
-def _source_taps(in_size, out_size, align_corners):
-    """PyTorch's sampling positions for a linear resize along one axis: the two source indices and
-    the weight of the second, computed in float64 so that float64 models stay exact."""
-    dst = np.arange(out_size, dtype=np.float64)
-    if align_corners:
-        src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
-    else:
-        src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
-    first = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    second = np.minimum(first + 1, in_size - 1)
-    return first, second, src - first
-
-
-def _lerp_axis(x, out_size, axis, align_corners):
-    in_size = x.shape[axis]
-    first, second, weight = _source_taps(in_size, out_size, align_corners)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    weight = paddle.to_tensor(weight.reshape(shape), dtype=x.dtype)
-    near = paddle.index_select(x, paddle.to_tensor(first), axis=axis)
-    far = paddle.index_select(x, paddle.to_tensor(second), axis=axis)
-    return (1 - weight) * near + weight * far
-
-
-# Paddle's interpolate kernels compute the source coordinate ratio in float32 even for float64 tensors,
+# Paddle's interpolate kernels compute the source-coordinate ratio in float32 even for float64 tensors,
 # which leaves up to 1.7e-8 (relative) between the frameworks in float64 at sizes like 200x328; the
-# resize is therefore written out with PyTorch's sampling positions.
-def _resize_linear(x, length):
-    """``(B, C, L) -> (B, C, length)``, linear, align_corners=False."""
-    return _lerp_axis(x, int(length), 2, False)
-
-
-def _resize_bilinear(x, size, align_corners=False):
-    """``(B, C, H, W) -> (B, C, *size)``, bilinear."""
-    height, width = (int(n) for n in size)
-    return _lerp_axis(_lerp_axis(x, width, 3, align_corners), height, 2, align_corners)
+# resize is therefore written out with PyTorch's sampling positions, computed in float64.
+def _resize(x, size, align_corners=False):
+    """Linear (``(B, C, L)``) or bilinear (``(B, C, H, W)``) resize of the trailing axes to ``size``."""
+    for axis in reversed(range(2, x.ndim)):
+        in_size, out_size = x.shape[axis], int(size[axis - 2])
+        dst = np.arange(out_size, dtype=np.float64)
+        if align_corners:
+            src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+        else:
+            src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+        first = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+        second = np.minimum(first + 1, in_size - 1)
+        shape = [1] * x.ndim
+        shape[axis] = out_size
+        weight = paddle.to_tensor((src - first).reshape(shape), dtype=x.dtype)
+        near = paddle.index_select(x, paddle.to_tensor(first), axis=axis)
+        far = paddle.index_select(x, paddle.to_tensor(second), axis=axis)
+        x = (1 - weight) * near + weight * far
+    return x
 
 
 class Conv2d_BN(nn.Sequential):
@@ -234,7 +219,7 @@ class SqueezeAxialPositionalEmbedding(nn.Layer):
 
     def forward(self, x):
         length = x.shape[2]
-        return x + _resize_linear(self.pos_embed, length)
+        return x + _resize(self.pos_embed, [length])
 
 
 class h_sigmoid(nn.Layer):
@@ -506,7 +491,7 @@ class Fusion_block(nn.Layer):
     def forward(self, x_l, x_g):
         height, width = x_l.shape[2:]
         local_feat = self.local_embedding(x_l)
-        gate = _resize_bilinear(self.act(self.global_act(x_g)), (height, width))
+        gate = _resize(self.act(self.global_act(x_g)), (height, width))
         return local_feat * gate
 
 
@@ -586,4 +571,4 @@ class EncoderDecoder(nn.Layer):
 
     def forward(self, img):
         out = self.decode_head(self.backbone(img))
-        return _resize_bilinear(out, img.shape[2:], self.align_corners)
+        return _resize(out, img.shape[2:], self.align_corners)

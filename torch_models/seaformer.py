@@ -80,14 +80,10 @@ def _build_act(act_cfg):
     return _ACTIVATIONS[act_type]()
 
 
-def _resize_linear(x, length):
-    """``(B, C, L) -> (B, C, length)``, linear, align_corners=False."""
-    return F.interpolate(x, size=length, mode="linear", align_corners=False)
-
-
-def _resize_bilinear(x, size, align_corners=False):
-    """``(B, C, H, W) -> (B, C, *size)``, bilinear."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+def _resize(x, size, align_corners=False):
+    """Linear (``(B, C, L)``) or bilinear (``(B, C, H, W)``) resize of the trailing axes to ``size``."""
+    mode = "linear" if x.ndim == 3 else "bilinear"
+    return F.interpolate(x, size=tuple(int(n) for n in size), mode=mode, align_corners=align_corners)
 
 
 class Conv2d_BN(nn.Sequential):
@@ -204,7 +200,7 @@ class SqueezeAxialPositionalEmbedding(nn.Module):
 
     def forward(self, x):
         length = x.shape[2]
-        return x + _resize_linear(self.pos_embed, length)
+        return x + _resize(self.pos_embed, [length])
 
 
 class h_sigmoid(nn.Module):
@@ -475,7 +471,7 @@ class Fusion_block(nn.Module):
     def forward(self, x_l, x_g):
         height, width = x_l.shape[2:]
         local_feat = self.local_embedding(x_l)
-        gate = _resize_bilinear(self.act(self.global_act(x_g)), (height, width))
+        gate = _resize(self.act(self.global_act(x_g)), (height, width))
         return local_feat * gate
 
 
@@ -555,4 +551,4 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, img):
         out = self.decode_head(self.backbone(img))
-        return _resize_bilinear(out, img.shape[2:], self.align_corners)
+        return _resize(out, img.shape[2:], self.align_corners)
