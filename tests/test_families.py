@@ -13,6 +13,7 @@ import ast
 import glob
 import json
 import os
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -97,9 +98,12 @@ def test_every_layout_round_trips_bit_for_bit(family, name):
         file_obj = from_canonical(state, layout, spec, variant.kwargs)
         back, strays = to_canonical(unwrap(file_obj, layout), layout, spec)
         assert strays == [], (layout.name, strays[:3])
-        assert list(back) == list(state), layout.name
-        for key, value in state.items():
-            assert back[key].dtype == value.dtype and np.array_equal(back[key], value), (layout.name, key)
+        # keys a layout ignores are, by its declaration, not read from its files (e.g. CrossFormer's
+        # backbone_init reads a classifier checkpoint into the dense backbone, which has no norm/head)
+        kept = [k for k in state if not any(re.fullmatch(p, layout.prefix + k) for p in layout.ignore)]
+        assert list(back) == kept, layout.name
+        for key in kept:
+            assert back[key].dtype == state[key].dtype and np.array_equal(back[key], state[key]), (layout.name, key)
 
 
 @pytest.mark.parametrize("family", sorted(SPECS))
