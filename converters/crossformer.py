@@ -280,11 +280,20 @@ _PP_KW = {**_COMMON, "group_size": [4, 4, 14, 7], "crs_interval": [4, 2, 1, 1], 
 _README = 'README.md "Image Classification" table (Params, FLOPs, Acc@1), official repo @ ' + OFFICIAL_COMMIT_MAIN[:7]
 
 
+# the order of the official constructor's arguments
+_KW_ORDER = (
+    "img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depths", "num_heads", "group_size",
+    "crs_interval", "mlp_ratio", "qkv_bias", "qk_scale", "drop_rate", "drop_path_rate", "ape", "patch_norm",
+    "use_checkpoint", "merge_size", "group_type", "use_cpe", "pad_type", "no_mask", "adaptive_interval", "use_acl",
+)
+
+
 def _variant(name, short, paper_name, base, arch, top1, params_m, flops_g, n_params, config, link, ckpt, layout):
+    merged = {**base, **arch}
     return Variant(
         name=name,
         class_name=CLASSIFIER,
-        kwargs={**base, **arch},
+        kwargs={key: merged[key] for key in _KW_ORDER},
         aliases=(short, paper_name),
         release_layout=layout,
         input_size=(224, 224),

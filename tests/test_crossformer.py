@@ -162,3 +162,12 @@ def test_classifier_rejects_other_sizes():
     model = CrossFormer(**_json("mini_a.json")["kwargs"]).eval()
     with pytest.raises(ValueError, match="img_size"):
         model(torch.zeros(1, 3, 192, 224))
+
+
+def test_variants_carry_the_official_config_kwargs():
+    official = _json("variants.json")["variants"]
+    for variant in SPEC.variants:
+        want = official[variant.meta["official_keys"]]
+        assert list(variant.kwargs.items()) == list(want["kwargs"].items()), variant.name
+        assert variant.meta["num_parameters"] == want["num_parameters"]
+        assert variant.meta["top1"] == want["readme"]["top1"]
