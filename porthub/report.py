@@ -550,7 +550,7 @@ def render_markdown(report: ModelReport) -> str:
     base = report.comparisons[dtypes[0]].layers if dtypes else []
     others = {d: {(r.name, r.call): r for r in report.comparisons[d].layers} for d in dtypes}
     for row in base:
-        cells = [str(row.index), "`" + ("  " * row.depth) + row.key + "`", row.type, "x".join(map(str, row.shape)) or "-"]
+        cells = [str(row.index), "`" + row.key + "`", row.type, "x".join(map(str, row.shape)) or "-"]
         ok = True
         for d in dtypes:
             r = others[d].get((row.name, row.call))
