@@ -1,26 +1,99 @@
 """Atomic file writes: write beside the destination, fsync, rename.
 
 A reader never sees a partial file: until the rename the destination holds its old content (or does
-not exist), and a failure or a kill leaves at most a hidden temporary file, removed on failure.
+not exist). Two writers of one destination each fill their own temporary, so the result is one
+writer's whole file, never a mix.
+
+Temporaries are hidden files named ``.NAME.<host>-<pid>-<random>.partial`` beside ``NAME``. A failure
+removes its own; a writer killed outright (SIGKILL, power loss) cannot, so each write first removes
+the temporaries of ``NAME`` left by writers on this host whose process no longer exists. At most the
+leftovers of writers killed since the last write to ``NAME`` are ever present, and a temporary of a
+writer still running, here or on another host, is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import socket
 import tempfile
 from typing import IO, Iterator
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "stale_temporaries"]
+
+#: room left in a 255-byte file name for the prefix dot, the tag and the suffix
+_NAME_ROOM = 160
+
+
+def _host_tag() -> str:
+    return hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _prefix(path: str) -> str:
+    return f".{os.path.basename(path)[:_NAME_ROOM]}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def stale_temporaries(path: str) -> list[str]:
+    """Temporaries of ``path`` left by writers on this host that are no longer running."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, host = _prefix(path), _host_tag()
+    stale = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(".partial")):
+                continue
+            tag = name[len(prefix):-len(".partial")].split("-")
+            if len(tag) != 3 or tag[0] != host or not tag[1].isdigit():
+                continue
+            pid = int(tag[1])
+            if pid > 0 and not _alive(pid):
+                stale.append(os.path.join(directory, name))
+    return stale
+
+
+def _default_mode(path: str) -> int:
+    """The destination's current permissions, else what ``open()`` would give a new file
+    (mkstemp creates 0600, which would make every published checkpoint private)."""
+    with contextlib.suppress(FileNotFoundError):
+        return os.stat(path).st_mode & 0o7777
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux reports it without changing it; setting and restoring it would race with other threads.
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_write(path: str) -> Iterator[IO[bytes]]:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory)
+    for old in stale_temporaries(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(old)
+    mode = _default_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".partial", dir=directory)
     try:
         with os.fdopen(fd, "w+b") as fh:
+            os.fchmod(fh.fileno(), mode)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -504,8 +504,9 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
             if arg > pickle.HIGHEST_PROTOCOL:
                 raise fail(f"unsupported pickle protocol {arg}")
         elif special == "stop":
-            if len(stack) - 1 < fence:
-                raise fail("STOP on an empty stack")
+            # a pickler leaves exactly the result: an open MARK or extra items mean a damaged stream
+            if marks or len(stack) != 1:
+                raise fail(f"STOP with {len(marks)} open MARKs and {len(stack)} items on the stack")
             return pos
 
 
@@ -732,6 +733,9 @@ class PickleWriter:
 def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     """An ndarray exactly as numpy pickles it (``_reconstruct`` then ``__setstate__``), named through
     ``numpy.core`` so that numpy 1.x and 2.x both read it."""
+    if arr.dtype.kind not in _NUMERIC_KINDS or arr.dtype.fields is not None or arr.dtype.subdtype is not None:
+        # the reader refuses these, so writing one would only produce a file nobody can load
+        raise TypeError(f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors")
     source = arr
     # np.ascontiguousarray would turn a 0-d array into a 1-d one
     arr = arr if arr.flags.c_contiguous else arr.copy(order="C")
