@@ -36,6 +36,36 @@ LAYERS = (
 # Conv2d_BN has ``c`` and ``bn``; its backbone keeps the official ``smb*``/``trans*`` structure.
 PADDLESEG_BACKBONE_RENAMES = (Rename("c", "_conv"), Rename("bn", "_batch_norm"))
 
+# PaddleSeg's SeaFormerSeg puts the head at the top level (no ``decode_head.``), calls ``conv_seg``
+# ``cls_seg`` and the head's ConvModule ``conv`` ``_conv`` -- while the backbone's InvertedResidual
+# ``conv`` Sequential keeps its name. A component rename cannot say "conv only under decode_head" nor
+# drop a leading component, so this map is a pair of key functions (see paddleseg_file_key).
+_PADDLESEG_BACKBONE = {"c": "_conv", "bn": "_batch_norm"}
+_PADDLESEG_HEAD = {"conv": "_conv", "bn": "_batch_norm", "conv_seg": "cls_seg"}
+
+
+def _rename_modules(key: str, table: Mapping[str, str]) -> str:
+    *modules, leaf = key.split(".")
+    return ".".join([table.get(part, part) for part in modules] + [leaf])
+
+
+def paddleseg_file_key(key: str) -> str:
+    """A canonical EncoderDecoder key, with the Paddle kind names already applied (``_mean``/``_variance``),
+    as PaddleSeg's ``SeaFormerSeg`` state dict names it."""
+    if key.startswith("backbone."):
+        return _rename_modules(key, _PADDLESEG_BACKBONE)
+    if key.startswith("decode_head."):
+        return _rename_modules(key[len("decode_head."):], _PADDLESEG_HEAD)
+    raise ValueError(f"{key!r} is not a SeaFormer segmentation key (backbone.* or decode_head.*)")
+
+
+def paddleseg_canonical_key(key: str) -> str:
+    """The inverse of :func:`paddleseg_file_key`."""
+    if key.startswith("backbone."):
+        return _rename_modules(key, {v: k for k, v in _PADDLESEG_BACKBONE.items()})
+    return "decode_head." + _rename_modules(key, {v: k for k, v in _PADDLESEG_HEAD.items()})
+
+
 LAYOUTS = (
     Layout(
         "timm",
@@ -64,9 +94,11 @@ LAYOUTS = (
     Layout(
         "paddleseg_backbone",
         PADDLE,
-        description=("PaddleSeg's SeaFormer backbone (paddleseg/models/backbones/seaformer.py, e.g. its "
-                     "seaformer_*_imagenet_pretrained.pdparams): official smb*/trans* structure with ConvBN "
-                     "children _conv/_batch_norm and BatchNorm _mean/_variance; read into SeaFormerBackbone"),
+        description=("PaddleSeg's naming of the SeaFormer backbone (paddleseg/models/backbones/seaformer.py, "
+                     "its seaformer_*_imagenet_pretrained.pdparams): the official smb*/trans* structure with "
+                     "ConvBN children _conv/_batch_norm and BatchNorm _mean/_variance. For the classifier (a "
+                     "PaddleSeg backbone has no 'linear': allow it missing) and SeaFormerBackbone; PaddleSeg's "
+                     "whole SeaFormerSeg files need paddleseg_file_key/paddleseg_canonical_key"),
         renames=PADDLESEG_BACKBONE_RENAMES,
         default_format="pdparams",
     ),
