@@ -17,6 +17,7 @@ from .atomic import atomic_write
 from .pdparams import PADDLE_NAME_TABLE, read_pdparams, write_pdparams
 from .pth import read_pth, write_pth
 from .safetensors import read_safetensors, read_safetensors_metadata, write_safetensors
+from .stream import clear_scratch
 
 __all__ = [
     "FORMATS",
@@ -78,10 +79,13 @@ def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] |
             raise TypeError("safetensors holds a flat {name: array} mapping only")
     elif fmt not in ("pth", "pdparams"):
         raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
-    with atomic_write(path) as fh:
-        if fmt == "pth":
-            write_pth(obj, fh)
-        elif fmt == "pdparams":
-            write_pdparams(obj, fh)
-        else:
-            write_safetensors(obj, fh, metadata)
+    try:
+        with atomic_write(path) as fh:
+            if fmt == "pth":
+                write_pth(obj, fh)
+            elif fmt == "pdparams":
+                write_pdparams(obj, fh)
+            else:
+                write_safetensors(obj, fh, metadata)
+    finally:
+        clear_scratch()

@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
-from .mapped import release
+from .stream import write_array
 
 __all__ = [
     "SafeUnpickler",
@@ -736,9 +736,6 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     if arr.dtype.kind not in _NUMERIC_KINDS or arr.dtype.fields is not None or arr.dtype.subdtype is not None:
         # the reader refuses these, so writing one would only produce a file nobody can load
         raise TypeError(f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors")
-    source = arr
-    # np.ascontiguousarray would turn a 0-d array into a 1-d one
-    arr = arr if arr.flags.c_contiguous else arr.copy(order="C")
     writer.global_("numpy.core.multiarray", "_reconstruct")
     writer.global_("numpy", "ndarray")
     writer.tuple_((0,))
@@ -761,9 +758,12 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     writer.int_(0)
     writer.op(_P.TUPLE + _P.BUILD)
     writer.op(_P.NEWFALSE)
-    little = arr if arr.dtype.byteorder != ">" else arr.astype(arr.dtype.newbyteorder("<"))
-    writer.bytes_(memoryview(little.reshape(-1)).cast("B"))
-    release(source)
+    # the raw bytes are streamed (C order, little-endian) rather than copied out first: see io.stream
+    size = arr.nbytes
+    if writer.protocol < 3:
+        raise ValueError("bytes need pickle protocol 3 or later")
+    writer.op(_P.BINBYTES + struct.pack("<I", size) if size < 2**32 else _P.BINBYTES8 + struct.pack("<Q", size))
+    write_array(writer.out, arr)
     writer.op(_P.TUPLE + _P.BUILD)
 
 

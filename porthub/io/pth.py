@@ -19,11 +19,12 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import CheckpointFormatError, UnsafeCheckpointError
-from .mapped import map_file, release
+from .mapped import map_file
 from .pickle_safe import (
     BASIC_GLOBALS, NUMPY_GLOBALS, Allowed, CopyBudget, Marker, PickleWriter, SafeUnpickler, allowed, finish_tree,
     scan_pickle,
 )
+from .stream import write_array
 
 __all__ = ["read_pth", "write_pth", "TORCH_DTYPES"]
 
@@ -290,16 +291,12 @@ def write_pth(obj: Any, out: IO[bytes], archive: str = "archive") -> None:
         _write_entry(zf, out, f"{archive}/data.pkl", memoryview(pickled.getbuffer()))
         _write_entry(zf, out, f"{archive}/byteorder", memoryview(b"little"))
         for key, arr in enumerate(storages):
-            data = np.ascontiguousarray(arr)
-            if data.dtype.byteorder == ">":
-                data = data.astype(data.dtype.newbyteorder("<"))
-            _write_entry(zf, out, f"{archive}/data/{key}", memoryview(data.reshape(-1)).cast("B"))
-            release(arr)
+            _write_entry(zf, out, f"{archive}/data/{key}", arr)
         _write_entry(zf, out, f"{archive}/version", memoryview(b"3\n"))
         _write_entry(zf, out, f"{archive}/.data/serialization_id", memoryview(b"0" * 40))
 
 
-def _write_entry(zf: zipfile.ZipFile, out: IO[bytes], name: str, data: memoryview) -> None:
+def _write_entry(zf: zipfile.ZipFile, out: IO[bytes], name: str, data: memoryview | np.ndarray) -> None:
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED
     # Pad the local header's extra field so the entry's data starts on a 64-byte boundary, as torch does.
@@ -310,4 +307,7 @@ def _write_entry(zf: zipfile.ZipFile, out: IO[bytes], name: str, data: memoryvie
     if size >= 0xFFFFFFFF:
         info.file_size = size
     with zf.open(info, "w", force_zip64=size >= 0xFFFFFFFF) as dst:
-        dst.write(data)
+        if isinstance(data, np.ndarray):
+            write_array(dst, data)
+        else:
+            dst.write(data)

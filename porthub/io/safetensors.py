@@ -12,7 +12,8 @@ from typing import IO, Any, Mapping
 import numpy as np
 
 from ..errors import CheckpointFormatError
-from .mapped import map_file, release
+from .mapped import map_file
+from .stream import write_array
 
 __all__ = ["read_safetensors", "write_safetensors", "read_safetensors_metadata"]
 
@@ -117,8 +118,4 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadat
     out.write(struct.pack("<Q", len(raw)))
     out.write(raw)
     for arr in arrays:
-        data = np.ascontiguousarray(arr)
-        if data.dtype.byteorder == ">":
-            data = data.astype(data.dtype.newbyteorder("<"))
-        out.write(memoryview(data.reshape(-1)).cast("B"))
-        release(arr)
+        write_array(out, arr)
