@@ -248,8 +248,8 @@ def _zip_entries(data: bytes) -> list[tuple[zipfile.ZipInfo, bytes]] | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return [(info, zf.read(info)) for info in zf.infolist()]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error):
-        return None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, RuntimeError):
+        return None  # RuntimeError: an entry flagged as encrypted
 
 
 def build_zip(entries: list[tuple[str, bytes]], compress: set[str] = frozenset()) -> bytes:
@@ -639,7 +639,7 @@ def torch_tensor_catalogue() -> list[tuple[str, bytes]]:
     def file(body: bytes, storages: dict[str, bytes] | None = None, byteorder: bytes | None = b"little") -> bytes:
         return torch_zip(_p(b"}(" + body + b"u"), {"0": storage} if storages is None else storages, byteorder)
 
-    many = b"".join(_S(f"t{i}") + tensor((4096, 16), (0, 1)) for i in range(3000))
+    many = b"".join(_S(f"t{i}") + tensor((4096, 16), (0, 1)) for i in range(1000))
     return [
         ("tensor of 2**40 elements on a 16-element storage", file(_S("w") + tensor((2**40,), (1,)))),
         ("tensor whose shape product wraps int64", file(_S("w") + tensor((2**32, 2**32), (1, 1)))),
@@ -649,7 +649,7 @@ def torch_tensor_catalogue() -> list[tuple[str, bytes]]:
         ("stride reaching past the storage", file(_S("w") + tensor((4, 4), (5, 1)))),
         ("storage claiming more elements than its entry holds", file(_S("w") + tensor((4,), (1,), numel=1_000_000))),
         ("storage entry missing", file(_S("w") + tensor((4,), (1,), key="7"))),
-        ("3000 stride-0 views of one storage, 256 KB each (amplification)", file(many)),
+        ("1000 stride-0 views of one storage, 256 KB each (amplification)", file(many)),
         ("bfloat16 storage", file(_S("w") + tensor((4,), (1,), storage_type="BFloat16Storage"))),
         ("byteorder record that is neither little nor big", file(_S("w") + tensor((4,), (1,)), byteorder=b"middle")),
         ("data.pkl compressed (a zip bomb would be)", build_zip([("archive/data.pkl", _p(b"}" + b"N" * 10)), ("archive/version", b"3\n")], compress={"archive/data.pkl"})),

@@ -18,6 +18,7 @@ import io
 import math
 import pickle
 import pickletools
+import re
 import struct
 from collections import OrderedDict
 from typing import IO, Any, Callable, Mapping
@@ -163,15 +164,27 @@ class PickledDtype:
         return safe_dtype(dtype, where)
 
 
+#: the codes numpy pickles numeric dtypes with ("f4", "b1", "c16") and the one-letter type codes;
+#: anything else is refused before numpy parses it (its parser evaluates sub-array shapes like "(2,2)f4")
+_DTYPE_CODE = re.compile(r"[<>|=]?(?:[biufc](?:1|2|4|8|16)|[?bBhHiIlLqQefdFD])")
+
+
 def _np_dtype(obj: Any, align: Any = False, copy: Any = True) -> PickledDtype:
-    if not isinstance(obj, str) or len(obj) > 8:
-        raise UnsafeCheckpointError(f"numpy.dtype called with {type(obj).__name__}; only dtype codes are accepted")
+    if not isinstance(obj, str) or not _DTYPE_CODE.fullmatch(obj):
+        raise UnsafeCheckpointError(f"numpy.dtype called with {obj!r:.40}; only plain numeric dtype codes are accepted")
     try:
         dtype = np.dtype(obj)
     except TypeError as exc:
         raise CheckpointFormatError(f"unknown numpy dtype code {obj!r}") from exc
     safe_dtype(dtype, "numpy.dtype")
     return PickledDtype(obj)
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    # protocol-2 pickles spell b"" as bytes(); any argument (bytes(10**12) allocates) is refused
+    if args:
+        raise UnsafeCheckpointError("bytes() called with arguments")
+    return b""
 
 
 def _dtype_of(obj: Any, where: str) -> np.dtype:
@@ -273,6 +286,8 @@ NUMPY_GLOBALS: dict[tuple[str, str], Any] = allowed({
 BASIC_GLOBALS: dict[tuple[str, str], Any] = allowed({
     ("collections", "OrderedDict"): _ordered_dict,
     ("_codecs", "encode"): _codecs_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
     ("argparse", "Namespace"): _opaque_class("argparse.Namespace"),
 })
 
