@@ -215,3 +215,13 @@ def test_safe_unpickler_refuses_before_any_import():
     with pytest.raises(UnsafeCheckpointError):
         fr.load_carrier("/nonexistent", fr.Hostile("x", fr._p(fr._G("os", "system")), "unsafe"), "pickle")
     assert io  # the module is used by the catalogue's carriers
+
+
+def test_pipes_devices_and_folders_are_refused_without_blocking(tmp_path):
+    fifo = str(tmp_path / "ckpt.pth")
+    os.mkfifo(fifo)  # opening it for reading would block until a writer appears
+    for path in (fifo, "/dev/zero", str(tmp_path)):
+        with pytest.raises(CheckpointFormatError):
+            load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(str(tmp_path / "missing.pth"))

@@ -8,6 +8,7 @@ Unpickling runs no code from the file (see :mod:`porthub.io.pickle_safe`).
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, Mapping
 
 import numpy as np
@@ -38,15 +39,23 @@ def format_for_path(path: str) -> str | None:
     return _SUFFIXES.get(os.path.splitext(path)[1].lower())
 
 
-def detect_format(path: str) -> str:
-    """The format from the file's first bytes (the suffix can lie; the bytes cannot)."""
+def _require_regular_file(path: str) -> None:
+    # Opening a FIFO blocks until something writes to it, and a device never ends: refuse both unopened.
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"no such checkpoint: {path}") from None
-    except IsADirectoryError:
-        raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file") from None
+    if stat.S_ISDIR(mode):
+        raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file")
+    if not stat.S_ISREG(mode):
+        raise CheckpointFormatError(f"{path} is not a regular file (a pipe or a device); save the checkpoint to a file first")
+
+
+def detect_format(path: str) -> str:
+    """The format from the file's first bytes (the suffix can lie; the bytes cannot)."""
+    _require_regular_file(path)
+    with open(path, "rb") as fh:
+        head = fh.read(16)
     if head[:4] == b"PK\x03\x04":
         return "pth"
     if len(head) >= 9 and head[8:9] == b"{":
@@ -62,6 +71,7 @@ def detect_format(path: str) -> str:
 
 
 def load_checkpoint(path: str, fmt: str | None = None) -> Any:
+    _require_regular_file(path)
     fmt = fmt or detect_format(path)
     if fmt == "pth":
         return read_pth(path)
