@@ -183,6 +183,8 @@ def to_canonical(file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec
         if not isinstance(value, np.ndarray):
             strays.append(layout.prefix + key)
             continue
+        if layout.key_map is not None:
+            key = layout.key_map[0](key)
         key = _rename(key, renames)
         if layout.framework == PADDLE:
             for k, v in _from_paddle(spec, key, value):
@@ -206,7 +208,10 @@ def from_canonical(state: Mapping[str, np.ndarray], layout: Layout, spec: Family
             if got is None:
                 continue
             key, value = got
-        out[layout.prefix + _rename(key, renames)] = value
+        key = _rename(key, renames)
+        if layout.key_map is not None:
+            key = layout.key_map[1](key)
+        out[layout.prefix + key] = value
     if layout.wrap is None:
         return out
     return {layout.wrap: out, **dict(layout.extra)}

@@ -31,6 +31,7 @@ __all__ = [
     "FeatureSet",
     "ModelRef",
     "Tolerance",
+    "InputRule",
     "FamilySpec",
     "TORCH",
     "PADDLE",
@@ -77,6 +78,9 @@ class Rename:
 
 
 ConstantFn = Callable[[Mapping[str, Any], Sequence[str]], "dict[str, np.ndarray]"]
+#: (file key -> canonical key, canonical key -> file key), for naming schemes that are not a
+#: per-component rename (PaddleSeg moves a head to the top level and renames it by position)
+KeyMap = tuple[Callable[[str], str], Callable[[str], str]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class Layout:
     constants: tuple[str, ...] = ()
     constant_fn: ConstantFn | None = None
     ignore: tuple[str, ...] = ()
+    #: a reversible key function pair applied after the prefix (tests check it is a bijection)
+    key_map: KeyMap | None = None
     #: extra entries put beside the state dict when writing (for example mmcv's ``meta``)
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: formats this layout is written in by default
@@ -188,6 +194,19 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class InputRule:
+    """What input a model accepts, so a wrong one fails with the constraint named instead of a
+    reshape error deep inside. ``multiple_of`` and ``fixed_size`` are (H, W); ``why`` says where
+    the constraint comes from."""
+
+    channels: int = 3
+    min_size: tuple[int, int] = (1, 1)
+    multiple_of: tuple[int, int] = (1, 1)
+    fixed_size: tuple[int, int] | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     """Everything porthub knows about one family, as data.
 
@@ -213,6 +232,8 @@ class FamilySpec:
     licence: str = ""
     #: evaluation preprocessing (input size, crop fraction, interpolation, mean/std)
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    #: the input a model built from these constructor arguments accepts
+    input_rule: Callable[[ModelRef], InputRule] = lambda ref: InputRule()
 
     def __post_init__(self) -> None:
         names = [layout.name for layout in self.layouts]
