@@ -9,11 +9,15 @@ with ``--model``), in the same run:
 * the straightforward converter a user would write: ``torch.load``, transpose the Linear weights,
   build the Paddle model, ``set_state_dict``, ``paddle.save`` (and the reverse).
 
-Each figure is the best of ``--repeat`` runs; peak memory is the child's maximum resident set.
+Each figure is the best of ``--repeat`` rounds, the measurements of a round interleaved (a busy
+machine slows all of them alike); peak memory is the child's own high-water mark (``VmHWM``: the
+``ru_maxrss`` of a child counts the parent's pages it was forked with). porthub's children run with
+torch and paddle made unimportable, as on a machine without them. ``--model all`` runs the largest
+variant of every family.
 Targets (issue #2/#9): whole-process conversion >= 8x faster than the straightforward converter,
 peak memory <= 1.3x the checkpoint's size, conversion after start-up within 3x of the copy.
 
-    python benchmarks/convert.py [--model shunted_b] [--repeat 3] [--json out.json]
+    python benchmarks/convert.py [--model shunted_b|all] [--repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -38,8 +42,32 @@ from porthub.io import save_checkpoint  # noqa: E402
 from porthub.manifest import load_manifest  # noqa: E402
 from porthub.registry import resolve  # noqa: E402
 
-TIMED_CONVERT = """
-import sys, time, json
+#: run first in every child: report the child's own peak memory at exit; with BLOCK set, make torch
+#: and paddle unimportable so that porthub's conversion is shown to need neither
+PRELUDE = """
+import atexit, json, os, sys
+def _hwm():
+    with open("/proc/self/status", encoding="ascii") as fh:
+        kb = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
+    sys.stdout.write("\\n" + json.dumps({"peak_rss": kb * 1024, "frameworks": sorted(m for m in ("torch", "paddle") if m in sys.modules)}) + "\\n")
+    sys.stdout.flush()
+atexit.register(_hwm)
+if os.environ.get("PORTHUB_BENCH_BLOCK"):
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "paddle"):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the benchmark)", name=name)
+    sys.meta_path.insert(0, _Block())
+"""
+
+CLI = PRELUDE + """
+import runpy
+sys.argv = ["porthub"] + sys.argv[1:]
+runpy.run_module("porthub.cli", run_name="__main__")
+"""
+
+TIMED_CONVERT = PRELUDE + """
+import time
 from porthub.convert import convert_file, resolve_target
 target = resolve_target(sys.argv[1])
 t = time.perf_counter()
@@ -47,8 +75,8 @@ convert_file(target, sys.argv[2], sys.argv[3], sys.argv[4])
 print(json.dumps({"inner": time.perf_counter() - t}))
 """
 
-NAIVE = """
-import sys, time, json
+NAIVE = PRELUDE + """
+import time
 t0 = time.perf_counter()
 import numpy as np, torch, paddle
 from porthub.registry import resolve
@@ -89,23 +117,25 @@ print(json.dumps({"inner": time.perf_counter() - t1, "startup": t1 - t0}))
 """
 
 
-def run_child(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of one child process (and what it printed as JSON, if anything)."""
+def run_child(cmd: list[str], block: bool = False) -> dict:
+    """Wall time and peak RSS of one child process (and what it printed as JSON)."""
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    if block:
+        env["PORTHUB_BENCH_BLOCK"] = "1"
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     proc.stdout.close()
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed: {err.strip()[-400:]}")
-    info = {"wall": wall, "peak_rss": usage.ru_maxrss * 1024}
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if lines:
-        info.update(json.loads(lines[-1]))
+    info: dict = {"wall": wall}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            info.update(json.loads(line))
     return info
 
 
@@ -125,6 +155,24 @@ def make_checkpoint(name: str, path: str) -> int:
     return os.path.getsize(path)
 
 
+def largest_variants() -> list[str]:
+    """Every family's variant with the most bytes of weights (from the shipped manifests)."""
+    from porthub.registry import all_specs
+
+    names = []
+    for spec in all_specs():
+        sizes = []
+        for variant in spec.variants:
+            entries = load_manifest(spec, variant).entries.values()
+            sizes.append((sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in entries), variant.name))
+        names.append(max(sizes)[1])
+    return names
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -135,35 +183,37 @@ def machine() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="shunted_b")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--json", help="also write the figures here")
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="porthub-bench-")
-    try:
-        src = os.path.join(tmp, f"{args.model}.pth")
-        size = make_checkpoint(args.model, src)
-        copies = []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            shutil.copyfile(src, os.path.join(tmp, "copy.pth"))
-            copies.append(time.perf_counter() - t)
-        copy = min(copies)
-        pd, back = os.path.join(tmp, "ph.pdparams"), os.path.join(tmp, "ph_back.pth")
-        cli = [sys.executable, "-m", "porthub.cli", "convert", args.model]
-        ph_to = best([run_child(cli + ["--to", "paddle", "--src", src, "--out", pd]) for _ in range(args.repeat)])
-        ph_back = best([run_child(cli + ["--to", "torch", "--src", pd, "--out", back]) for _ in range(args.repeat)])
-        inner_to = min(run_child([sys.executable, "-c", TIMED_CONVERT, args.model, src, "paddle", pd])["inner"] for _ in range(args.repeat))
-        inner_back = min(run_child([sys.executable, "-c", TIMED_CONVERT, args.model, pd, "torch", back])["inner"] for _ in range(args.repeat))
-        npd, nback = os.path.join(tmp, "naive.pdparams"), os.path.join(tmp, "naive_back.pth")
-        nv_to = best([run_child([sys.executable, "-c", NAIVE, args.model, src, "paddle", npd]) for _ in range(args.repeat)])
-        nv_back = best([run_child([sys.executable, "-c", NAIVE, args.model, npd, "torch", nback]) for _ in range(args.repeat)])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    mb = size / 1e6
+def bench(model: str, repeat: int, tmp: str) -> tuple[dict, list[tuple[str, float, str]]]:
+    src = os.path.join(tmp, f"{model}.pth")
+    size = make_checkpoint(model, src)
+    pd, back = os.path.join(tmp, "ph.pdparams"), os.path.join(tmp, "ph_back.pth")
+    npd, nback = os.path.join(tmp, "naive.pdparams"), os.path.join(tmp, "naive_back.pth")
+    py = sys.executable
+    cli = [py, "-c", CLI, "convert", model]
+    runs: dict[str, list] = {k: [] for k in ("copy", "ph_to", "ph_back", "inner_to", "inner_back", "nv_to", "nv_back")}
+    load_before = load_average()
+    for _ in range(repeat):
+        # one round = every measurement once, so that a load spike hits all of them
+        t = time.perf_counter()
+        shutil.copyfile(src, os.path.join(tmp, "copy.pth"))
+        runs["copy"].append(time.perf_counter() - t)
+        runs["ph_to"].append(run_child(cli + ["--to", "paddle", "--src", src, "--out", pd], block=True))
+        runs["ph_back"].append(run_child(cli + ["--to", "torch", "--src", pd, "--out", back], block=True))
+        runs["inner_to"].append(run_child([py, "-c", TIMED_CONVERT, model, src, "paddle", pd], block=True))
+        runs["inner_back"].append(run_child([py, "-c", TIMED_CONVERT, model, pd, "torch", back], block=True))
+        runs["nv_to"].append(run_child([py, "-c", NAIVE, model, src, "paddle", npd]))
+        runs["nv_back"].append(run_child([py, "-c", NAIVE, model, npd, "torch", nback]))
+        for path in (npd, nback):
+            os.remove(path)
+    with open(src, "rb") as a, open(back, "rb") as b:
+        round_trip_identical = a.read() == b.read()
+    os.remove(src)
+    copy = min(runs["copy"])
+    ph_to, ph_back = best(runs["ph_to"]), best(runs["ph_back"])
+    nv_to, nv_back = best(runs["nv_to"]), best(runs["nv_back"])
+    inner_to = min(r["inner"] for r in runs["inner_to"])
+    inner_back = min(r["inner"] for r in runs["inner_back"])
+    used = sorted({fw for key in ("ph_to", "ph_back", "inner_to", "inner_back") for r in runs[key] for fw in r["frameworks"]})
     rows = [
         ("to Paddle: straightforward / porthub (whole process)", nv_to["wall"] / ph_to["wall"], ">= 8x"),
         ("back to PyTorch: straightforward / porthub (whole process)", nv_back["wall"] / ph_back["wall"], ">= 8x"),
@@ -173,20 +223,47 @@ def main() -> int:
         ("back to PyTorch: conversion after start-up / plain copy", inner_back / copy, "<= 3x"),
         ("straightforward converter peak memory / checkpoint size", max(nv_to["peak_rss"], nv_back["peak_rss"]) / size, "(reference)"),
     ]
-    print(f"conversion benchmark: {args.model}, checkpoint {mb:.1f} MB, best of {args.repeat}; machine: {machine()}")
-    print(f"  plain copy {copy * 1e3:.0f} ms | porthub {ph_to['wall']:.2f} s / {ph_back['wall']:.2f} s whole process, "
-          f"{inner_to * 1e3:.0f} / {inner_back * 1e3:.0f} ms after start-up | straightforward {nv_to['wall']:.2f} s / {nv_back['wall']:.2f} s")
+    figures = {"model": model, "checkpoint_bytes": size, "copy_s": copy, "load": [load_before, load_average()],
+               "porthub": {"to": ph_to, "back": ph_back, "inner_to_s": inner_to, "inner_back_s": inner_back},
+               "straightforward": {"to": nv_to, "back": nv_back}, "frameworks_imported_by_porthub": used,
+               "round_trip_byte_identical": round_trip_identical,
+               "ratios": {label: value for label, value, _ in rows}}
+    return figures, rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="shunted_b", help="a registered model, or 'all' for every family's largest")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    models = largest_variants() if args.model == "all" else [args.model]
     ok = True
-    for label, value, target in rows:
-        good = target == "(reference)" or (value >= float(target[3:-1]) if target.startswith(">=") else value <= float(target[3:-1]))
-        ok &= good
-        print(f"  {label:<62} {value:6.2f}x  target {target:<10} {'ok' if good else 'MISSED'}")
+    results = []
+    print(f"conversion benchmark, best of {args.repeat} interleaved rounds; machine: {machine()}")
+    for model in models:
+        tmp = tempfile.mkdtemp(prefix="porthub-bench-")
+        try:
+            figures, rows = bench(model, args.repeat, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        results.append(figures)
+        pt, ns = figures["porthub"], figures["straightforward"]
+        print(f"{model}: checkpoint {figures['checkpoint_bytes'] / 1e6:.1f} MB; {figures['load'][0]} (before), {figures['load'][1]} (after)")
+        print(f"  plain copy {figures['copy_s'] * 1e3:.0f} ms | porthub {pt['to']['wall']:.2f} s / {pt['back']['wall']:.2f} s whole process, "
+              f"{pt['inner_to_s'] * 1e3:.0f} / {pt['inner_back_s'] * 1e3:.0f} ms after start-up | "
+              f"straightforward {ns['to']['wall']:.2f} s / {ns['back']['wall']:.2f} s")
+        fw_ok = not figures["frameworks_imported_by_porthub"]
+        print(f"  porthub ran with torch and paddle unimportable: {'ok' if fw_ok else 'MISSED: imported ' + ', '.join(figures['frameworks_imported_by_porthub'])}; "
+              f"round trip byte-identical to the source: {'yes' if figures['round_trip_byte_identical'] else 'NO'}")
+        ok &= fw_ok and figures["round_trip_byte_identical"]
+        for label, value, target in rows:
+            good = target == "(reference)" or (value >= float(target[3:-1]) if target.startswith(">=") else value <= float(target[3:-1]))
+            ok &= good
+            print(f"  {label:<62} {value:6.2f}x  target {target:<10} {'ok' if good else 'MISSED'}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "checkpoint_bytes": size, "machine": machine(), "copy_s": copy,
-                       "porthub": {"to": ph_to, "back": ph_back, "inner_to_s": inner_to, "inner_back_s": inner_back},
-                       "straightforward": {"to": nv_to, "back": nv_back},
-                       "ratios": {label: value for label, value, _ in rows}}, fh, indent=1)
+            json.dump({"machine": machine(), "results": results}, fh, indent=1)
     return 0 if ok else 1
 
 

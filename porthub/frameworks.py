@@ -51,9 +51,10 @@ def import_framework(framework: str) -> Any:
 def available_framework() -> str:
     for framework in (TORCH, PADDLE):
         try:
-            importlib.import_module(framework if framework == TORCH else "paddle")
+            # through import_framework: a bare `import paddle` here would pin it to one thread for good
+            import_framework(framework)
             return framework
-        except ImportError:
+        except FrameworkMissingError:
             continue
     raise FrameworkMissingError(
         "this needs torch or paddle to build the model (the model is not a registered variant with a shipped manifest); "

@@ -1,0 +1,215 @@
+"""CPU inference speed: porthub's PyTorch and Paddle models side by side (and the official PyTorch
+code when given), with each model's Paddle/PyTorch ratio beside the ratio its mix of ops predicts.
+
+    python benchmarks/infer.py [--family shunted ...] [--batch 1 8] [--repeat 5]
+                               [--official shunted=PATH/SSA.py ...] [--json out.json]
+
+For the smallest variant of each family at its evaluation size (224x224; 512x512 for segmentation),
+in eval mode with the same weights (random, seeded) in every implementation, calls alternate between
+the implementations ``--repeat`` times; each figure is the fastest call (on a shared machine the
+fastest is the least disturbed).
+
+Prediction: one PyTorch forward runs under the torch profiler; each op's self time goes to a kind
+(Linear, batched matmul, softmax, GELU, LayerNorm, BatchNorm, depthwise / dense convolution,
+elementwise, other), and ``ops.py`` measures, in the same run, Paddle/PyTorch for each kind. The
+predicted ratio is sum(time_kind x ratio_kind) / sum(time_kind), "other" counted at 1. Target:
+measured ratio <= predicted x 1.15 (the slack is the run-to-run noise of this machine; the gap
+beyond it would be porthub's copies, casts or Python overhead, not the kernels).
+
+``--official FAMILY=FILE``: a module of the official repository (e.g. Shunted's ``SSA.py``); its
+class of the variant's name is built with the variant's keyword arguments and loaded with the same
+state dict (``strict=True``). Nothing of the official code is shipped with porthub. Target: porthub's
+PyTorch model no slower than the official one (ratio <= 1.05, the noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from convert import load_average, machine  # noqa: E402
+from ops import frameworks, measure, threads_info  # noqa: E402
+
+NOISE = 1.15
+OFFICIAL_NOISE = 1.05
+_ELEMENTWISE = ("add", "mul", "div", "sub", "copy_", "clone", "cat", "pad", "constant_pad_nd", "roll", "where",
+                "fill_", "zero_", "sigmoid", "relu", "hardtanh", "hardswish", "mean", "sum", "masked_fill", "index")
+
+
+def op_kind(name: str, shapes: list) -> str:
+    base = name.split("::")[-1]
+    if base in ("addmm", "linear", "mm"):
+        return "linear"
+    if base in ("bmm", "baddbmm"):
+        return "matmul"
+    if "softmax" in base:
+        return "softmax"
+    if "gelu" in base:
+        return "gelu"
+    if "layer_norm" in base:
+        return "layernorm"
+    if "batch_norm" in base:
+        return "batchnorm"
+    if "conv" in base:
+        weight = shapes[1] if len(shapes) > 1 else []
+        return "dwconv" if len(weight) == 4 and weight[1] == 1 else "conv"
+    if base.rstrip("_") in _ELEMENTWISE or base in _ELEMENTWISE or "upsample" in base or "interpolate" in base:
+        return "add"
+    return "other"
+
+
+def op_mix(model: Any, x: Any) -> dict[str, float]:
+    """Self CPU seconds per op kind in one PyTorch forward."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        model(x)
+    mix: dict[str, float] = {}
+    for ev in prof.key_averages(group_by_input_shape=True):
+        kind = op_kind(ev.key, list(ev.input_shapes or []))
+        mix[kind] = mix.get(kind, 0.0) + ev.self_cpu_time_total / 1e6
+    return mix
+
+
+def smallest(spec: Any) -> Any:
+    from porthub.manifest import load_manifest
+
+    def size(variant: Any) -> int:
+        return sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in load_manifest(spec, variant).entries.values())
+
+    return min(spec.variants, key=size)
+
+
+def load_official(path: str, class_name: str, kwargs: dict) -> Any:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    module_spec = importlib.util.spec_from_file_location(f"official_{os.path.splitext(os.path.basename(path))[0]}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"--official: cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise SystemExit(f"--official: {path} has no {class_name}")
+    return cls(**kwargs)
+
+
+def first(out: Any) -> Any:
+    while isinstance(out, (list, tuple)):
+        out = out[-1]
+    if isinstance(out, dict):
+        out = list(out.values())[-1]
+    return out
+
+
+def bench_family(family: str, batches: list[int], repeat: int, official: str | None, ratios: dict[int, dict]) -> dict:
+    from porthub.frameworks import build_model, load_state, to_numpy
+    from porthub.registry import get_spec
+
+    torch, paddle = frameworks()
+    spec = get_spec(family)
+    variant = smallest(spec)
+    ref = variant.model()
+    torch.manual_seed(0)
+    pt = build_model(spec, ref, "torch")
+    state = {k: v.detach().numpy() for k, v in pt.state_dict().items()}
+    pd = build_model(spec, ref, "paddle")
+    load_state(pd, state, spec, "paddle", variant.name)
+    off = None
+    if official:
+        off = load_official(official, variant.class_name, dict(variant.kwargs))
+        off.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+        off.eval()
+    h, w = variant.input_size
+    result: dict[str, Any] = {"variant": variant.name, "size": [h, w], "batches": {}}
+    for batch in batches:
+        x = np.random.default_rng(batch).standard_normal((batch, 3, h, w)).astype(np.float32)
+        xt, xp = torch.from_numpy(x), paddle.to_tensor(x)
+        runs: dict[str, tuple[Any, Any]] = {"torch": (pt, xt), "paddle": (pd, xp)}
+        if off is not None:
+            runs["official"] = (off, xt)
+        outs = {}
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        with torch.no_grad(), paddle.no_grad():
+            for name, (model, inp) in runs.items():
+                outs[name] = to_numpy(first(model(inp)))  # warm-up, and the outputs to compare
+            for _ in range(repeat):
+                for name, (model, inp) in runs.items():
+                    t = time.perf_counter()
+                    model(inp)
+                    times[name].append(time.perf_counter() - t)
+        diff = {name: float(np.abs(outs[name] - outs["torch"]).max()) for name in outs if name != "torch"}
+        mix = op_mix(pt, xt)
+        kernel = ratios[batch]
+        total = sum(mix.values())
+        predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
+        best = {name: min(v) for name, v in times.items()}
+        result["batches"][batch] = {
+            "seconds": best, "max_abs_diff_vs_torch": diff, "op_mix_s": mix,
+            "paddle_over_torch": best["paddle"] / best["torch"], "predicted": predicted,
+            "torch_over_official": best["torch"] / best["official"] if "official" in best else None,
+            "load": load_average(),
+        }
+    return result
+
+
+def main() -> int:
+    from porthub.registry import FAMILIES
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", nargs="*", default=list(FAMILIES))
+    ap.add_argument("--batch", nargs="*", type=int, default=[1, 8])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--official", action="append", default=[], metavar="FAMILY=FILE")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    official = dict(item.split("=", 1) for item in args.official)
+    frameworks()
+    print(f"inference, CPU, float32, eval; fastest of {args.repeat} alternating calls; {threads_info()}; machine: {machine()}")
+    ratios = {}
+    for batch in args.batch:
+        ratios[batch] = measure(batch, max(3, args.repeat))
+        kinds = ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ratios[batch].items())
+        print(f"  kernel ratios Paddle/PyTorch at batch {batch} (ops.py shapes): {kinds}")
+    ok = True
+    results = {}
+    for family in args.family:
+        res = bench_family(family, args.batch, args.repeat, official.get(family), ratios)
+        results[family] = res
+        for batch, r in res["batches"].items():
+            s = r["seconds"]
+            good = r["paddle_over_torch"] <= r["predicted"] * NOISE
+            line = (f"  {res['variant']:<22} {res['size'][0]}x{res['size'][1]} b{batch}: torch {s['torch'] * 1e3:7.1f} ms, "
+                    f"paddle {s['paddle'] * 1e3:7.1f} ms; Paddle/PyTorch {r['paddle_over_torch']:.2f}x, predicted by op mix "
+                    f"{r['predicted']:.2f}x (target <= {r['predicted'] * NOISE:.2f}x) {'ok' if good else 'MISSED'}")
+            if r["torch_over_official"] is not None:
+                good_off = r["torch_over_official"] <= OFFICIAL_NOISE
+                ok &= good_off
+                line += (f"; official {s['official'] * 1e3:.1f} ms, porthub/official {r['torch_over_official']:.2f}x "
+                         f"(target <= {OFFICIAL_NOISE}) {'ok' if good_off else 'MISSED'}")
+            ok &= good
+            mix = r["op_mix_s"]
+            total = sum(mix.values())
+            top = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])[:5])
+            print(line)
+            print(f"      op mix (torch profiler): {top}; max |paddle - torch| {r['max_abs_diff_vs_torch'].get('paddle', 0):.1e}; {r['load']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"machine": machine(), "threads": threads_info(), "kernel_ratios": ratios, "results": results}, fh, indent=1)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
