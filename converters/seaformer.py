@@ -103,6 +103,16 @@ LAYOUTS = (
         default_format="pdparams",
     ),
     Layout(
+        "paddleseg",
+        PADDLE,
+        description=("PaddleSeg's SeaFormerSeg state dict (paddleseg/models/segmentation/seaformer_seg.py): the "
+                     "backbone under backbone. with ConvBN children _conv/_batch_norm, the LightHead at the top "
+                     "level with _conv/_batch_norm and cls_seg for conv_seg, BatchNorm _mean/_variance"),
+        key_map=(paddleseg_canonical_key, paddleseg_file_key),
+        tasks=("segmentation",),
+        default_format="pdparams",
+    ),
+    Layout(
         "bare",
         TORCH,
         description="a bare state_dict (what timm's clean_checkpoint and mmseg's publish step can leave)",

@@ -104,7 +104,8 @@ def convert_file(target: Target, src: str, to: str, out: str | None = None, fmt:
     manifest = target.manifest()
     raw = load_checkpoint(src)
     frameworks = (source_framework,) if source_framework else frameworks_of_file(src)
-    found, state = detect_layout(raw, spec, manifest, frameworks, prefer=source_layout, allow_missing=allow_missing)
+    task = target.variant.task if target.variant is not None else None
+    found, state = detect_layout(raw, spec, manifest, frameworks, prefer=source_layout, allow_missing=allow_missing, task=task)
     dest = spec.layout(layout) if layout else (target.torch_layout() if to == TORCH else spec.default_layout(PADDLE))
     if dest.framework != to:
         raise ValueError(f"layout {dest.name!r} is a {dest.framework} layout; use it with --to {dest.framework}")

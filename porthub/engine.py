@@ -294,13 +294,14 @@ def _describe(mm: Mismatch, manifest: Manifest, layout: str) -> str:
 
 
 def detect_layout(raw: Any, spec: FamilySpec, manifest: Manifest | None, frameworks: Sequence[str] = (TORCH, PADDLE),
-                  prefer: str | None = None, allow_missing: Sequence[str] = ()) -> tuple[Layout, "OrderedDict[str, np.ndarray]"]:
+                  prefer: str | None = None, allow_missing: Sequence[str] = (),
+                  task: str | None = None) -> tuple[Layout, "OrderedDict[str, np.ndarray]"]:
     """The layout that reads ``raw`` into exactly the manifest's keys and shapes.
 
     Layouts are tried in the spec's order (``prefer`` first). With no manifest the first layout that
     applies wins. When none fits, the error describes the closest one.
     """
-    candidates = [layout for layout in spec.layouts if layout.framework in frameworks]
+    candidates = [layout for layout in spec.layouts if layout.framework in frameworks and layout.applies_to(task)]
     if prefer is not None:
         candidates.sort(key=lambda layout: layout.name != prefer)
     best: tuple[int, Layout, Mismatch] | None = None

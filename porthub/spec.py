@@ -109,10 +109,15 @@ class Layout:
     ignore: tuple[str, ...] = ()
     #: a reversible key function pair applied after the prefix (tests check it is a bijection)
     key_map: KeyMap | None = None
+    #: the tasks whose models this layout holds (empty: every task of the family)
+    tasks: tuple[str, ...] = ()
     #: extra entries put beside the state dict when writing (for example mmcv's ``meta``)
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: formats this layout is written in by default
     default_format: str = "pth"
+
+    def applies_to(self, task: str | None) -> bool:
+        return task is None or not self.tasks or task in self.tasks
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:

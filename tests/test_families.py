@@ -95,6 +95,8 @@ def test_every_layout_round_trips_bit_for_bit(family, name):
     manifest = load_manifest(spec, variant)
     state = _random_state(manifest)
     for layout in spec.layouts:
+        if not layout.applies_to(variant.task):
+            continue
         file_obj = from_canonical(state, layout, spec, variant.kwargs)
         back, strays = to_canonical(unwrap(file_obj, layout), layout, spec)
         assert strays == [], (layout.name, strays[:3])
