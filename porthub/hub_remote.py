@@ -82,6 +82,10 @@ def _download(repo_id: str, filename: str, revision: str | None, endpoint: str |
         raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no revision {revision!r}; pass an existing branch, tag or commit") from None
     except errors.EntryNotFoundError:
         raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no file {filename}; is it a porthub repository?") from None
+    except errors.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise HubError(f"{endpoint_of(endpoint)} answered HTTP {status} for {filename} of {repo_id}@{revision or 'main'}: "
+                       f"{str(exc).splitlines()[0]}; check the repository id, the revision and HF_TOKEN") from None
 
 
 def _evict(path: str) -> None:

@@ -28,7 +28,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -227,7 +227,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         m = re.fullmatch(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", path)
         if m:
-            self._tree(m["repo"], m["rev"], m["sub"] or "")
+            recursive = parse_qs(urlsplit(self.path).query).get("recursive", ["false"])[0].lower() in ("1", "true")
+            self._tree(m["repo"], m["rev"], m["sub"] or "", recursive)
             return
         m = re.fullmatch(rf"/api/models/{_REPO}/refs", path)
         if m:
@@ -396,7 +397,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": repo, "modelId": repo, "sha": sha, "private": False,
                              "siblings": [{"rfilename": p} for p in sorted(files)]})
 
-    def _tree(self, repo: str, rev: str, sub: str) -> None:
+    def _tree(self, repo: str, rev: str, sub: str, recursive: bool) -> None:
         got = self._commit_files(repo, rev)
         if not got:
             return
@@ -408,8 +409,10 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             rest = p[len(prefix):]
             if "/" in rest:
-                dirs.add(prefix + rest.split("/")[0])
-                continue
+                parts = rest.split("/")[:-1]
+                dirs.update(prefix + "/".join(parts[:i + 1]) for i in range(len(parts) if recursive else 1))
+                if not recursive:
+                    continue
             entry = {"type": "file", "path": p, "size": info["size"], "oid": info.get("blob") or info["sha256"]}
             if info["lfs"]:
                 entry["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": 134}
