@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub list` must not pay for it
+    import numpy as np
 
 from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
 
@@ -38,6 +39,8 @@ def compute_group_size(group_size, depths, resolution, group_type: str = "consta
     ``resolution`` is the patch grid; like the official code only its first entry counts. The
     non-constant strategies keep numpy's float ``arange`` so that their rounding is the official one.
     """
+    import numpy as np
+
     if group_type not in GROUP_TYPES:
         raise ValueError(f"group_type {group_type!r} is not one of {GROUP_TYPES}")
     min_size = 4
@@ -70,6 +73,8 @@ def compute_group_size(group_size, depths, resolution, group_type: str = "consta
 def dpb_tables(gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
     """The DPB input coordinates ``biases`` (float32 ``[(2gh-1)(2gw-1), 2]``, rows (dh, dw) in 'ij'
     order) and ``relative_position_index`` (int64 ``[gh*gw, gh*gw]``) of a ``gh x gw`` group."""
+    import numpy as np
+
     offsets_h = np.arange(1 - gh, gh, dtype=np.int64)
     offsets_w = np.arange(1 - gw, gw, dtype=np.int64)
     biases = np.stack(np.meshgrid(offsets_h, offsets_w, indexing="ij")).reshape(2, -1).T.astype(np.float32)
@@ -91,6 +96,8 @@ def pad_amounts(height: int, width: int, size_div: int, pad_type: int = 0) -> tu
 def group_mask(height: int, width: int, pads: Sequence[int], group: int, interval: int, lsda_flag: int):
     """The additive attention mask ``(nG, G*G, G*G)`` (float32, ``NEG_INF`` on key columns that fall
     on padding) for a padded ``height x width`` map, or None when nothing is padded."""
+    import numpy as np
+
     pad_l, pad_r, pad_t, pad_b = pads
     if not any(pads):
         return None
@@ -119,6 +126,8 @@ def block_plan(kwargs: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
     ``G``, ``lsda`` (0 SDA, 1 LDA), interval ``I``, ``acl`` and ``pads``, as the main code fixes them
     at construction (a block whose map is not larger than its group falls back to one SDA group of
     ``min(H, W)``)."""
+    import numpy as np
+
     img_size = kwargs.get("img_size", 224)
     img = img_size[0] if isinstance(img_size, (list, tuple)) else img_size
     patch_size = _list(kwargs.get("patch_size", [4]), 1)
@@ -159,6 +168,8 @@ _V1_CONSTANT = re.compile(r"layers\.(\d+)\.blocks\.(\d+)\.attn\.(biases|relative
 def v1_constants(kwargs: Mapping[str, Any], keys: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The persistent buffers of the 2021 (v1) code, ``attn.biases`` and ``attn.relative_position_index``
     of every block, from the model kwargs; they depend only on each block's effective group size."""
+    import numpy as np
+
     if kwargs.get("use_cpe", False):
         return {}
     out: dict[str, np.ndarray] = {}
