@@ -34,11 +34,15 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
     from .registry import resolve
 
     spec, variant = resolve(name)
-    model = build_model(spec, variant.model(**overrides), framework, dtype)
+    state = None
     if pretrained:
         from .hub import pretrained_state
 
-        load_state(model, pretrained_state(variant.name, framework), spec, framework, variant.name)
+        # weights first: a missing or damaged repository fails before the (slow) model build
+        state = pretrained_state(variant.name, framework)
+    model = build_model(spec, variant.model(**overrides), framework, dtype)
+    if state is not None:
+        load_state(model, state, spec, framework, variant.name)
     return model
 
 
