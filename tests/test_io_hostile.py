@@ -9,8 +9,10 @@ import importlib.util
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 
@@ -46,13 +48,19 @@ sys.addaudithook(_audit)
 # the standard library's own; importing it now keeps it out of the window the hook watches.
 importlib.import_module("encodings.cp437")
 
-_MARKER_DIR = "/tmp/porthub-hostile-marker"
+# Each payload would create this file; a folder of this process's own, so parallel runs cannot mix.
+_MARKER_DIR = tempfile.mkdtemp(prefix="porthub-hostile-")
 CATALOGUE = fr.hostile_catalogue(os.path.join(_MARKER_DIR, "PWNED"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_marker_dir():
+    yield
+    shutil.rmtree(_MARKER_DIR, ignore_errors=True)
 
 
 @pytest.fixture
 def marker_dir():
-    os.makedirs(_MARKER_DIR, exist_ok=True)
     marker = os.path.join(_MARKER_DIR, "PWNED")
     if os.path.exists(marker):
         os.unlink(marker)
