@@ -92,7 +92,7 @@ def test_sigkill_during_conversion_leaves_old_or_new_file(two_sources, tmp_path)
 
     rng = random.Random(10)
     kills = mid_write = 0
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + 60
     # Keep killing until enough kills landed inside a write (a temporary was left behind).
     while (mid_write < 8 or kills < 40) and kills < 400 and time.monotonic() < deadline:
         pid = _fork(loop)
