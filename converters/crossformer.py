@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub list` must not pay for it
     import numpy as np
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
 
 __all__ = [
     "NEG_INF",
@@ -425,6 +425,14 @@ SPEC = FamilySpec(
     case_model=case_model,
     case_features=case_features,
     case_layout=case_layout,
+    tolerances={
+        r"paddle@.*attn\.pos\.pos\d\.0": Tolerance(
+            float64=5e-8,
+            reason=("Paddle's CPU float64 LayerNorm over few features (the DPB MLP normalises pos_dim = dim/16 "
+                    "features, 1-8 in the minis) is off by up to ~5e-9 from the exact value where PyTorch is at "
+                    "1e-16; measured 4.9e-9 locally on crossformer_pp_small, final outputs stay near 1e-12"),
+        ),
+    },
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT_MAIN} (main); @ {OFFICIAL_COMMIT_V1} (branch crossformer, 2021)",
     licence=LICENCE,
