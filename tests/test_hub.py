@@ -188,6 +188,32 @@ def test_repository_ids_and_file_names_cannot_escape(tmp_path: Path) -> None:
         safe_join(str(repo), "link/hostname")
 
 
+def test_every_registered_variant_has_card_metadata_the_hub_accepts() -> None:
+    """The YAML porthub writes by hand parses back to the same data and passes the double's copy of
+    the Hub's checks, for every variant of every family (no model is built)."""
+    import importlib.util
+
+    import yaml
+
+    from porthub.card import card_metadata, render_yaml
+    from porthub.registry import all_specs
+
+    loader = importlib.util.spec_from_file_location("hubserver", SERVER)
+    hubserver = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(hubserver)
+    checked = 0
+    for spec in all_specs():
+        for variant in spec.variants:
+            meta = card_metadata(spec, variant)
+            text = "\n".join(render_yaml(meta))
+            assert yaml.safe_load(text) == meta, variant.name
+            assert hubserver.validate_card_yaml(f"---\n{text}\n---\nbody\n") == [], variant.name
+            assert {"pytorch", "paddlepaddle"} <= set(meta["tags"]) and meta["license"]
+            checked += 1
+    assert checked >= 3
+    assert hubserver.validate_card_yaml('---\nlicense: "nope"\ntags: "x"\n---\n') != []
+
+
 def test_newer_config_format_is_refused(tmp_path: Path) -> None:
     from porthub.hub import read_config
 
@@ -304,6 +330,35 @@ np.savez(sys.argv[3], torch=t, paddle=p)
     with np.load(tmp_path / "hub.npz") as outs:
         for fw in ("torch", "paddle"):
             assert float(np.abs(outs[fw] - source.ref).max()) <= 2e-5, fw
+
+
+@pytest.mark.slow
+def test_from_pretrained_by_folder_and_by_id_at_a_revision(local_hub: SimpleNamespace, source: SimpleNamespace,
+                                                          tmp_path: Path) -> None:
+    from porthub.hub_publish import publish_local
+
+    home = tmp_path / "home"
+    staged = tmp_path / "staged"
+    shutil.copytree(local_hub.repo, staged)
+    assert publish_local(str(staged), REPO, "v2", str(home)) == str(home / "models" / "porthub" / "shunted_t@v2")
+    assert not staged.exists()
+    code = """
+import sys, numpy as np, porthub
+from porthub.frameworks import run_model
+x = np.load(sys.argv[1])
+t = porthub.from_pretrained(sys.argv[2], framework="torch")
+out_t = run_model(t, x, "torch")[0]
+del t
+p = porthub.from_pretrained("porthub/shunted_t", framework="paddle", revision="v2")
+np.savez(sys.argv[3], torch=out_t, paddle=run_model(p, x, "paddle")[0])
+"""
+    _python(code, [str(source.x_path), str(local_hub.repo), str(tmp_path / "o.npz")], _env(PORTHUB_HOME=home))
+    with np.load(tmp_path / "o.npz") as outs:
+        for fw in ("torch", "paddle"):
+            assert float(np.abs(outs[fw] - source.ref).max()) <= 2e-5, fw
+    # only v2 was published in this hub; main is neither here nor reachable
+    done = _porthub(["download", "shunted_t"], _env(PORTHUB_HOME=home, HF_HUB_OFFLINE=1, HF_HUB_CACHE=tmp_path / "c"))
+    assert done.returncode == 1 and len(_error_lines(done)) == 1
 
 
 @pytest.mark.slow
