@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.inputs import smallest_side
+from porthub.spec import PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/OliverRensu/Shunted-Transformer"
 OFFICIAL_COMMIT = "6861101d8f4f592da79f84294f015e1e6b150351"
@@ -112,6 +113,38 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     raise ValueError(f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
 
 
+def _stage_sides(side: int, num_stages: int) -> list[int]:
+    """The token-grid side of every stage for an input side: the stem's 7x7/2 conv (padding 3) gives
+    ceil(n/2) and its 2x2/2 conv floor(.../2); each later 3x3/2 conv (padding 1) gives ceil(s/2)."""
+    sides = [(side + 1) // 2 // 2]
+    for _ in range(1, num_stages):
+        sides.append((sides[-1] + 1) // 2)
+    return sides
+
+
+def input_rule(ref: ModelRef) -> InputRule:
+    """3 channels (the stem hard-codes them, whatever ``in_chans`` says) and no fixed size (``img_size``
+    is unused); every stage with ``sr_ratio > 1`` needs its grid at least ``sr_ratio`` tokens wide,
+    because the coarse key/value reduction is a ``sr x sr`` conv with stride ``sr`` (an empty map
+    otherwise). 31 px for the released ``sr_ratios`` [8, 4, 2, 1]."""
+    kwargs = ref.kwargs
+    num_stages = int(kwargs.get("num_stages", 4))
+    sr_ratios = list(kwargs.get("sr_ratios", (8, 4, 2, 1)))
+    depths = list(kwargs.get("depths", (3, 4, 6, 3)))
+
+    def accepts(side: int) -> bool:
+        return all(grid >= 1 and (depths[i] == 0 or sr_ratios[i] <= 1 or grid >= sr_ratios[i])
+                   for i, grid in enumerate(_stage_sides(side, num_stages)))
+
+    least = smallest_side(accepts)
+    return InputRule(
+        channels=3,
+        min_size=(least, least),
+        why=f"stage grids are the input / 4, 8, 16, 32 and each attention with sr_ratio r reduces its grid with an "
+            f"r x r conv, so sr_ratios {sr_ratios} need at least {least} px a side",
+    )
+
+
 SPEC = FamilySpec(
     family="shunted",
     title="Shunted Transformer",
@@ -120,6 +153,7 @@ SPEC = FamilySpec(
     layouts=LAYOUTS,
     variants=VARIANTS,
     case_model=case_model,
+    input_rule=input_rule,
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,

@@ -13,10 +13,12 @@ backbones add ``norm_list.*`` (``extra_norm=True``), so read them into a model b
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.inputs import smallest_side
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/Meituan-AutoML/Twins"
 OFFICIAL_COMMIT = "c1ff6714969ad8ef330e75cf97bd310f7488f529"
@@ -216,6 +218,64 @@ def case_features(case: Mapping[str, Any]) -> list[FeatureSet]:
     ]
 
 
+# the constructor defaults the rule falls back on: (depths, sr_ratios, block class)
+_CLASS_DEFAULTS = {
+    PCPVT_CLASS: ((3, 4, 6, 3), (8, 4, 2, 1), "Block"),
+    "PCPVT": ((4, 4, 4), (4, 2, 1), "SBlock"),
+    SVT_CLASS: ((4, 4, 4), (4, 2, 1), "GroupBlock"),
+}
+
+
+def _axis(value: Any, axis: int) -> int:
+    return int(value[axis]) if isinstance(value, (list, tuple)) else int(value)
+
+
+def input_rule(ref: ModelRef) -> InputRule:
+    """Any channel count ``in_chans`` says; per side, the stage grids are floor(n / patch_size), then
+    floor(/ 2) per stage (``strides`` for custom SVT strides). Every grid must be at least one token,
+    GSA needs at least ``sr_ratio`` tokens (its k = s = sr conv), and the classification SVT's LSA
+    needs each stage grid divisible by its window ``wss[i]`` (only the dense backbone,
+    ``features_only=True``, pads); the rule asks for sides that are multiples of patch x strides x ws,
+    so that no pixel is silently dropped by the floors."""
+    kwargs = ref.kwargs
+    default_depths, default_srs, default_block = _CLASS_DEFAULTS.get(ref.class_name, _CLASS_DEFAULTS[PCPVT_CLASS])
+    depths = list(kwargs.get("depths", default_depths))
+    sr_ratios = list(kwargs.get("sr_ratios", default_srs))
+    block = kwargs.get("block_cls", default_block)
+    block = (block if isinstance(block, str) else getattr(block, "__name__", "")).rsplit(".", 1)[-1]
+    wss = list(kwargs.get("wss", (7, 7, 7))) if block == "GroupBlock" else []
+    strides = list(kwargs.get("strides", (2, 2, 2))) if ref.class_name == SVT_CLASS else [2] * len(depths)
+    pads_windows = bool(kwargs.get("features_only", False))
+    gsa_stages = [k for k, depth in enumerate(depths)
+                  if depth and (block == "Block" or (block == "GroupBlock" and (depth > 1 or wss[k] == 1)))]
+    lsa_stages = [] if pads_windows else [k for k, depth in enumerate(depths) if depth and wss and wss[k] > 1]
+    min_size, multiple, strides_text = [], [], ""
+    for axis in (0, 1):
+        scales = [_axis(kwargs.get("patch_size", 4), axis)]
+        for i in range(1, len(depths)):
+            scales.append(scales[-1] * int(strides[i - 1]))
+        step = 1
+        for k in lsa_stages:
+            step = step * scales[k] * int(wss[k]) // math.gcd(step, scales[k] * int(wss[k]))
+
+        def accepts(side: int, scales: list[int] = scales, step: int = step) -> bool:
+            # each k = s conv floors: the grid of stage k is side // scales[k]
+            grids = [side // scale for scale in scales]
+            return side % step == 0 and min(grids) >= 1 and all(grids[k] >= int(sr_ratios[k]) for k in gsa_stages)
+
+        min_size.append(smallest_side(accepts))
+        multiple.append(step)
+        strides_text = strides_text or "/".join(str(scale) for scale in scales)
+    if lsa_stages:
+        why = (f"the classification SVT attends in whole {'/'.join(str(w) for w in wss)} windows of the stride "
+               f"{strides_text} stage grids and has no padding (build with features_only=True for the dense "
+               f"backbone, which pads)")
+    else:
+        why = f"the stage grids are the input / {strides_text} and GSA sub-samples them with k = s = sr_ratio convs ({sr_ratios})"
+    return InputRule(channels=int(kwargs.get("in_chans", 3)), min_size=(min_size[0], min_size[1]),
+                     multiple_of=(multiple[0], multiple[1]), why=why)
+
+
 SPEC = FamilySpec(
     family="twins",
     title="Twins (PCPVT and SVT)",
@@ -225,6 +285,7 @@ SPEC = FamilySpec(
     variants=VARIANTS,
     case_model=case_model,
     case_features=case_features,
+    input_rule=input_rule,
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,

@@ -13,6 +13,7 @@ __all__ = [
     "FrameworkMissingError",
     "HubError",
     "IntegrityError",
+    "InputError",
 ]
 
 
@@ -40,6 +41,10 @@ class UnknownModelError(PorthubError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class InputError(PorthubError, ValueError):
+    """An input a model cannot take (shape, channels, size or dtype); the message names the constraint."""
 
 
 class LayoutError(PorthubError, ValueError):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .engine import Manifest, canonical_keys, check_state, from_canonical, framework_keys
 from .errors import FrameworkMissingError, KeyMismatchError
+from .inputs import InputCheck
 from .spec import PADDLE, TORCH, FamilySpec, Layout, ModelRef
 
 __all__ = [
@@ -71,8 +72,23 @@ def model_class(spec: FamilySpec, class_name: str, framework: str) -> type:
         raise AttributeError(f"{framework}_models.{spec.module} has no class {class_name}") from None
 
 
-def build_model(spec: FamilySpec, ref: ModelRef, framework: str, dtype: str = "float32") -> Any:
-    """The model in eval mode, its floating tensors in ``dtype``."""
+def _model_name(spec: FamilySpec, ref: ModelRef) -> str:
+    """The registered name of the variant ``ref`` builds exactly, else the family and class."""
+    for variant in spec.variants:
+        if variant.class_name == ref.class_name and dict(variant.kwargs) == dict(ref.kwargs):
+            return variant.name
+    return f"{spec.family} {ref.class_name}"
+
+
+def build_model(spec: FamilySpec, ref: ModelRef, framework: str, dtype: str = "float32", name: str | None = None,
+                check_input: bool = True) -> Any:
+    """The model in eval mode, its floating tensors in ``dtype``.
+
+    With ``check_input`` a forward pre-hook checks every input against the family's
+    :class:`~porthub.spec.InputRule` for ``ref`` (channels, size, 4-D, floating dtype) and raises
+    :class:`~porthub.errors.InputError` naming the constraint; ``name`` is the model's name in
+    those messages (default: the registered variant ``ref`` builds, else the family and class).
+    """
     fw = import_framework(framework)
     cls = model_class(spec, ref.class_name, framework)
     if framework == TORCH:
@@ -86,6 +102,9 @@ def build_model(spec: FamilySpec, ref: ModelRef, framework: str, dtype: str = "f
         finally:
             fw.set_default_dtype(previous)
     model.eval()
+    if check_input:
+        # after construction, so that bad constructor arguments get the model's own error
+        model.register_forward_pre_hook(InputCheck(spec.input_rule(ref), name or _model_name(spec, ref)))
     return model
 
 
