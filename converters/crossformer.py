@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub list` must not pay for it
     import numpy as np
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
 
 __all__ = [
     "NEG_INF",
@@ -415,6 +415,33 @@ def case_features(case: Mapping[str, Any]) -> list[FeatureSet]:
     ]
 
 
+def input_rule(ref: ModelRef) -> InputRule:
+    """``in_chans`` channels. The classifier takes exactly its square ``img_size`` (PatchEmbed checks it;
+    stage resolutions, group fallbacks and padding masks are fixed at construction), and that size
+    only runs when every merged stage map is even. The dense backbone takes any size whose sides are
+    multiples of ``patch_size[0] * 2**(stages - 1)`` (32): its merging halves even maps only."""
+    kwargs = ref.kwargs
+    channels = int(kwargs.get("in_chans", 3))
+    patch = int(_list(kwargs.get("patch_size", [4]), 1)[0])
+    stages = len(list(kwargs.get("depths", [2, 2, 6, 2])))
+    step = patch * 2 ** (stages - 1)
+    if ref.class_name == BACKBONE:
+        return InputRule(channels=channels, min_size=(step, step), multiple_of=(step, step),
+                         why=f"the stage maps are the input / {patch}, then halved by {stages - 1} merges that need even maps")
+    img_size = kwargs.get("img_size", 224)
+    img = int(img_size[0]) if isinstance(img_size, (list, tuple)) else int(img_size)
+    fixed = (img, int(img_size[1])) if isinstance(img_size, (list, tuple)) else (img, img)
+    multiple = 1
+    for i in range(stages - 1):
+        if (img // patch // 2**i) % 2:
+            # the merge after stage i sees an odd map: no input runs; name the size that would
+            multiple = patch * 2 ** (i + 1)
+            break
+    return InputRule(channels=channels, fixed_size=fixed, multiple_of=(multiple, multiple),
+                     why=f"the classifier is built for img_size={img}: rebuild with img_size=H (square, a multiple of "
+                         f"{step}) or use the dense backbone {BACKBONE}, which takes any multiple of {step}")
+
+
 SPEC = FamilySpec(
     family="crossformer",
     title="CrossFormer and CrossFormer++",
@@ -425,6 +452,7 @@ SPEC = FamilySpec(
     case_model=case_model,
     case_features=case_features,
     case_layout=case_layout,
+    input_rule=input_rule,
     tolerances={
         r"paddle@.*attn\.pos\.pos\d\.0": Tolerance(
             float64=5e-8,

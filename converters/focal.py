@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/microsoft/Focal-Transformer"
 OFFICIAL_COMMIT = "57bb3031582a2afb2d2a6916612bc4311316f9fc"
@@ -198,6 +198,45 @@ def case_features(case: Mapping[str, Any]) -> tuple[FeatureSet, ...]:
     return (FeatureSet(pattern=FEATURES, dtypes=("float32",)),)
 
 
+def _side(value: Any, axis: int) -> int:
+    return int(value[axis]) if isinstance(value, (list, tuple)) else int(value)
+
+
+def input_rule(ref: ModelRef) -> InputRule:
+    """``in_chans`` channels at exactly ``img_size`` (the stem checks it, and every block is built for
+    its stage resolution). That size runs only if the construction-time grids (``img // patch // 2**i``)
+    are what the convs produce: the useconv stem (k7 s4 p2) gives one row more when
+    ``img % 4 == 3``, a useconv downsample (k3 s2 p1) rounds odd maps up, and Focal-fast (no padding)
+    needs every stage map divisible by its window (``window_size``, or the map's short side when that
+    is not larger). When it cannot, ``multiple_of`` names the first broken constraint."""
+    kwargs = ref.kwargs
+    img_size = kwargs.get("img_size", 224)
+    fixed = (_side(img_size, 0), _side(img_size, 1))
+    stages = len(list(kwargs.get("depths", (2, 2, 6, 2))))
+    useconv = bool(kwargs.get("use_conv_embed", False))
+    window = int(kwargs.get("window_size", 7))
+    patch = (_side(kwargs.get("patch_size", 4), 0), _side(kwargs.get("patch_size", 4), 1))
+    grids = [(fixed[0] // patch[0] // 2**i, fixed[1] // patch[1] // 2**i) for i in range(stages)]
+    # (an empty last-stage map never gets here: the constructor refuses it, window_size becomes 0)
+    multiple, broken = (1, 1), ""
+    if useconv and any(side % 4 == 3 for side in fixed):
+        multiple, broken = (4, 4), "the useconv stem gives (img - 3) // 4 + 1 rows, one more than the blocks expect when img % 4 == 3"
+    else:
+        for i, grid in enumerate(grids):
+            scale = (patch[0] * 2**i, patch[1] * 2**i)
+            if useconv and i < stages - 1 and (grid[0] % 2 or grid[1] % 2):
+                multiple = (scale[0] * 2, scale[1] * 2)
+                broken = f"the useconv downsample after stage {i} rounds its odd {grid[0]}x{grid[1]} map up"
+                break
+            stage_window = min(grid) if min(grid) <= window else window
+            if ref.class_name == V2_CLASS and (grid[0] % stage_window or grid[1] % stage_window):
+                multiple = (scale[0] * stage_window, scale[1] * stage_window)
+                broken = f"Focal-fast has no padding and its stage {i} map {grid[0]}x{grid[1]} is not a multiple of the window {stage_window}"
+                break
+    why = f"the model is built for img_size={fixed[0] if fixed[0] == fixed[1] else list(fixed)}: rebuild it with img_size=H to run another size"
+    return InputRule(channels=int(kwargs.get("in_chans", 3)), multiple_of=multiple, fixed_size=fixed, why=f"{broken}; {why}" if broken else why)
+
+
 SPEC = FamilySpec(
     family="focal",
     title="Focal Transformer / Focal-fast",
@@ -207,6 +246,7 @@ SPEC = FamilySpec(
     variants=VARIANTS,
     case_model=case_model,
     case_features=case_features,
+    input_rule=input_rule,
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,

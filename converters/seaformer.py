@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
+from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
 
 OFFICIAL_REPO = "https://github.com/fudan-zvg/SeaFormer"
 OFFICIAL_COMMIT = "9718d05b6e70d0561dda7c052b8457feed74d4d9"
@@ -339,6 +339,15 @@ def case_layout(case: Mapping[str, Any]) -> str | None:
     return "mmseg" if _is_segmentation(case) else "timm"
 
 
+def input_rule(ref: ModelRef) -> InputRule:
+    """3 channels: the stem conv is ``Conv2d_BN(3, channels[0])`` in both the classifier and the
+    segmentation backbone (there is no ``in_chans``). No size constraint: every MobileNet conv pads
+    ``k // 2`` (a stride-2 conv gives ceil(n / 2), never an empty map), the axial attention resamples
+    its 16-long position embeddings to whatever length the map has, and the segmentation head resizes
+    to the input; both frameworks run and agree (float64, ~1e-13) from 1x1 up."""
+    return InputRule(channels=3, why="the stem convolution is built for 3 channels")
+
+
 SPEC = FamilySpec(
     family="seaformer",
     title="SeaFormer",
@@ -349,6 +358,7 @@ SPEC = FamilySpec(
     case_model=case_model,
     case_features=case_features,
     case_layout=case_layout,
+    input_rule=input_rule,
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,

@@ -62,21 +62,21 @@ def check_input(rule: InputRule, shape: Sequence[int], model_name: str, dtype: A
     if channels != rule.channels:
         raise InputError(f"{model_name} takes {rule.channels}-channel input (its stem convolution has {rule.channels} "
                          f"input channels); {got}: convert the images to {rule.channels} channels")
+    min_h, min_w = rule.min_size
+    mult_h, mult_w = rule.multiple_of
     if rule.fixed_size is not None:
-        fixed_h, fixed_w = rule.fixed_size
-        if (height, width) != (fixed_h, fixed_w):
+        if (height, width) != tuple(rule.fixed_size):
             raise InputError(f"{model_name} takes {_pair(rule.fixed_size)} inputs{why}; {got}: resize or crop to "
                              f"{_pair(rule.fixed_size)}")
-    min_h, min_w = rule.min_size
+        if height < min_h or width < min_w or height % mult_h or width % mult_w:
+            # the model cannot run the one size it was built for: only rebuilding helps
+            raise InputError(f"{model_name} was built for {_pair(rule.fixed_size)} inputs, which its stages cannot run "
+                             f"(sides must be at least {_pair(rule.min_size)} and multiples of {mult_h} and {mult_w}){why}; "
+                             f"{got}: rebuild it with an img_size that fits")
+        return
     if height < min_h or width < min_w:
         raise InputError(f"{model_name} takes {describe(rule)}{why}; {got}: resize to at least {_pair(rule.min_size)}")
-    mult_h, mult_w = rule.multiple_of
     if height % mult_h or width % mult_w:
-        if rule.fixed_size is not None:
-            # the model cannot run the one size it was built for: only rebuilding helps
-            raise InputError(f"{model_name} was built for {_pair(rule.fixed_size)} inputs, which its stages cannot divide "
-                             f"(sides must be multiples of {mult_h} and {mult_w}){why}; {got}: rebuild it with an "
-                             f"img_size that is a multiple of {max(mult_h, mult_w)}")
         up = (-(-height // mult_h) * mult_h, -(-width // mult_w) * mult_w)
         raise InputError(f"{model_name} takes {describe(rule)}{why}; {got}: resize or pad to a multiple (e.g. {_pair(up)})")
 
