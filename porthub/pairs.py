@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .engine import Manifest, detect_layout, from_canonical, to_canonical, unwrap
+from .inputs import check_input
 from .io import load_checkpoint
 from .manifest import manifest_for
 from .registry import resolve
@@ -85,6 +86,8 @@ def pair_input(name: str, image: str | None = None, batch: int = 1) -> tuple[np.
 
     recipe = recipe_for(spec.preprocessing, variant.task, variant.input_size)
     x = load_input(image, recipe)
+    # the models check it too, but only after the seeded weights and both models are built
+    check_input(spec.input_rule(variant.model()), x.shape, variant.name, x.dtype)
     return x, f"{os.path.basename(image)} {list(x.shape)}"
 
 
