@@ -28,7 +28,9 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
 
     ``overrides`` replace the official constructor arguments (``num_classes=10``,
     ``features_only=True`` where the family supports it). With ``pretrained=True`` the converted
-    official weights are loaded strictly from the local hub or the Hugging Face Hub.
+    official weights are loaded strictly from the local hub or the Hugging Face Hub. Every forward
+    checks its input against the family's rule (channels, size): a wrong one raises
+    :class:`porthub.errors.InputError` (a ValueError) naming the constraint.
     """
     from .frameworks import build_model, load_state
     from .registry import resolve
@@ -40,7 +42,7 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
 
         # weights first: a missing or damaged repository fails before the (slow) model build
         state = pretrained_state(variant.name, framework)
-    model = build_model(spec, variant.model(**overrides), framework, dtype)
+    model = build_model(spec, variant.model(**overrides), framework, dtype, name=variant.name)
     if state is not None:
         load_state(model, state, spec, framework, variant.name)
     return model
