@@ -482,6 +482,22 @@ def test_interrupted_download_resumes(local_hub: SimpleNamespace, tmp_path: Path
     assert not list((tmp_path / "cache").rglob("*.incomplete"))
 
 
+@pytest.mark.slow
+def test_publish_to_a_branch_and_pin_downloads_to_it(local_hub: SimpleNamespace, tmp_path: Path) -> None:
+    with hub_double(tmp_path / "srv") as (endpoint, log):
+        env = _env(PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache")
+        code = ("import sys, json\nfrom porthub.hub_remote import remote_publish\n"
+                "print(json.dumps(remote_publish(sys.argv[1], 'porthub/shunted_t', None, revision='dev')))")
+        published = json.loads(_python(code, [str(local_hub.repo)], env).stdout)
+        assert published["revision"] == "dev" and "POST /api/models/porthub/shunted_t/branch/dev" in log.read_text()
+        done = _porthub(["download", "shunted_t", "--framework", "torch", "--revision", "dev", "--json"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["commit"] == published["commit"]
+        # main was created empty and never got the files
+        done = _porthub(["download", "shunted_t", "--framework", "torch"], env)
+        assert done.returncode == 1 and "has no file config.json" in _error_lines(done)[0]
+
+
 # --------------------------------------------------------------------------- downloads against olah
 def _git_repo_with_lfs(src: Path, repo: Path) -> None:
     """The repository as olah serves it offline: a git repository, large files as LFS pointers with
