@@ -24,14 +24,16 @@ if TYPE_CHECKING:
 __all__ = ["seeded_state", "seeded_input", "pair_input", "pair_state", "layer_report", "verify_pair", "roundtrip_identical"]
 
 
-def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0) -> "OrderedDict[str, np.ndarray]":
+def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0, model: Any = None) -> "OrderedDict[str, np.ndarray]":
     """The model's own buffers (index tables, constants) with every learned floating tensor and
-    BatchNorm statistic replaced by seeded noise of a sensible scale, so every parameter matters."""
+    BatchNorm statistic replaced by seeded noise of a sensible scale, so every parameter matters.
+    ``model``: an already built PyTorch model of ``ref`` to read the buffers from."""
     from .frameworks import build_model, import_framework
 
     torch = import_framework(TORCH)
     torch.manual_seed(seed)
-    model = build_model(spec, ref, TORCH)
+    if model is None:
+        model = build_model(spec, ref, TORCH)
     params = {name for name, _ in model.named_parameters()}
     rng = np.random.default_rng(seed)
     state: OrderedDict = OrderedDict()
