@@ -24,6 +24,7 @@ import copyreg
 import glob
 import io
 import json
+import lzma
 import os
 import pickle
 import random
@@ -38,6 +39,7 @@ import time
 import tracemalloc
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -248,8 +250,10 @@ def _zip_entries(data: bytes) -> list[tuple[zipfile.ZipInfo, bytes]] | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return [(info, zf.read(info)) for info in zf.infolist()]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, RuntimeError):
-        return None  # RuntimeError: an entry flagged as encrypted
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, RuntimeError,
+            zlib.error, lzma.LZMAError):
+        # the mutator re-reads inputs it already damaged (RuntimeError: an entry flagged as encrypted)
+        return None
 
 
 def build_zip(entries: list[tuple[str, bytes]], compress: set[str] = frozenset()) -> bytes:
