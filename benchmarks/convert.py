@@ -87,7 +87,9 @@ if to == "paddle":
     import paddle_models
     mod = __import__(f"paddle_models.{spec.module}", fromlist=["x"])
     sd = torch.load(src, map_location="cpu", weights_only=True)
-    sd = sd.get(variant.release_layout and "model", sd) if "model" in sd else sd
+    for wrap in ("model", "state_dict"):
+        if isinstance(sd.get(wrap), dict):
+            sd = sd[wrap]
     conv = {}
     for k, v in sd.items():
         if k.endswith("num_batches_tracked"):
@@ -131,7 +133,7 @@ def run_child(cmd: list[str], block: bool = False) -> dict:
     proc.stdout.close()
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed: {err.strip()[-400:]}")
+        raise RuntimeError(f"{' '.join(a if len(a) < 80 else '<script>' for a in cmd)} failed: {err.strip()[-400:]}")
     info: dict = {"wall": wall}
     for line in out.splitlines():
         if line.startswith("{"):
