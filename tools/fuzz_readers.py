@@ -889,7 +889,10 @@ def run_atheris(runs: int, fmt_hint: str | None) -> int:
     for i in range(32):
         with open(os.path.join(corpus, f"seed{i}"), "wb") as fh:
             fh.write(bytes(start.randrange(256) for _ in range(16)))
-    atheris.Setup([sys.argv[0], f"-runs={runs}", "-rss_limit_mb=3072", "-timeout=20", "-max_len=4096", corpus], one)
+    findings = os.path.abspath("fuzz-findings") + os.sep
+    os.makedirs(findings, exist_ok=True)
+    atheris.Setup([sys.argv[0], f"-runs={runs}", "-rss_limit_mb=3072", "-timeout=20", "-max_len=4096",
+                   f"-artifact_prefix={findings}", corpus], one)
     atheris.Fuzz()
     return 0
 
