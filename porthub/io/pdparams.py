@@ -3,14 +3,16 @@ state dict), read and written without paddle."""
 
 from __future__ import annotations
 
-import mmap
+import io
 import os
 import pickle
 from typing import IO, Any
 
 from ..errors import CheckpointFormatError
+from .mapped import map_file
 from .pickle_safe import (
-    BASIC_GLOBALS, NUMPY_GLOBALS, CopyBudget, PickleWriter, SafeUnpickler, finish_tree, scan_pickle, write_numpy_array,
+    BASIC_GLOBALS, NUMPY_GLOBALS, CopyBudget, MappedBytes, PickleWriter, SafeUnpickler, finish_tree, remap_stream,
+    scan_pickle, write_numpy_array,
 )
 
 __all__ = ["read_pdparams", "write_pdparams", "PADDLE_NAME_TABLE"]
@@ -22,19 +24,26 @@ PDPARAMS_GLOBALS = {**BASIC_GLOBALS, **NUMPY_GLOBALS}
 
 
 def read_pdparams(path: str) -> Any:
+    """Arrays of at least a few KB are read-only views of the memory-mapped file (numpy's pickled
+    bytes are used in place), so reading costs a few bytes per tensor until a tensor is used."""
     source = os.path.basename(path)
     with open(path, "rb") as fh:
         head = fh.read(2)
         if len(head) < 2 or head[0] != 0x80 or head[1] > pickle.HIGHEST_PROTOCOL:
             raise CheckpointFormatError(f"{source}: not a pickle (a .pdparams file is a pickle of numpy arrays)")
         size = os.fstat(fh.fileno()).st_size
-        # The scan reads the mapping in place; it copies none of the array bytes.
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            scan_pickle(mm, source)
-        fh.seek(0)
-        # Unpickling straight from the file: each array's bytes are read once and numpy adopts them
-        # without a copy, so peak memory stays near the file's size.
-        obj = SafeUnpickler(fh, PDPARAMS_GLOBALS, None, source).load_checked()
+        mm, whole = map_file(fh.fileno())
+    spans: list[tuple[int, int, int]] = []
+    scan_pickle(mm, source, spans=spans)
+    stream, table = remap_stream(mm, whole, spans)
+
+    def persistent_load(pid: Any) -> MappedBytes:
+        # only remap_stream writes persistent references (scan_pickle refused any of the file's own)
+        if type(pid) is not int or not 0 <= pid < len(table):
+            raise CheckpointFormatError(f"{source}: a persistent reference that porthub did not write")
+        return table[pid]
+
+    obj = SafeUnpickler(io.BytesIO(stream), PDPARAMS_GLOBALS, persistent_load, source).load_checked()
     return finish_tree(obj, source, CopyBudget(size, source))
 
 

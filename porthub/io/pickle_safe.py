@@ -207,9 +207,17 @@ class _SafeArray(np.ndarray):
         if not (isinstance(state, tuple) and len(state) == 5):
             raise CheckpointFormatError("numpy array state has an unexpected form")
         version, shape, dtype, fortran, raw = state
-        if self.size or self.shape != (0,) or not self.flags.owndata:
+        if self.size or self.shape != (0,) or not self.flags.owndata or getattr(self, "_mapped", None) is not None:
             raise UnsafeCheckpointError("the pickle sets the state of an array twice")
         dtype = _dtype_of(dtype, "numpy array")
+        if isinstance(raw, MappedBytes):
+            shape = _checked_shape(shape, "numpy array")
+            need = math.prod(shape) * dtype.itemsize
+            if need != raw.data.nbytes or not isinstance(fortran, bool):
+                raise CheckpointFormatError(f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {raw.data.nbytes} bytes")
+            # a view of the mapped file, resolved by finish_tree: no copy of the array's bytes
+            self._mapped = raw.data.view(dtype).reshape(shape, order="F" if fortran else "C")
+            return
         if not isinstance(raw, (bytes, bytearray)):
             raise UnsafeCheckpointError("numpy array state holds objects instead of raw bytes")
         shape = _checked_shape(shape, "numpy array")
@@ -381,12 +389,16 @@ def _build_table() -> list[tuple | None]:
 _TABLE = _build_table()
 
 
-def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int = MAX_OPCODES) -> int:
+def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int = MAX_OPCODES,
+                spans: "list[tuple[int, int, int]] | None" = None) -> int:
     """Walk a pickle's opcodes without building anything, and refuse it unless every length it
     claims fits in the bytes present, every memo index is one the pickle could have made, its
     containers nest at most ``max_depth`` deep and it ends with STOP.
 
     ``buf`` is ``bytes`` or an ``mmap`` (neither is copied). Returns the offset just past STOP.
+    With ``spans``, also records ``(opcode offset, data offset, length)`` of every BINBYTES payload of
+    at least :data:`MAP_MIN_BYTES` and ``(opcode offset, -1, 9)`` of every FRAME, for
+    :func:`remap_stream`; a pickle read that way may hold no persistent references of its own.
     CPython's unpickler trusts these numbers: it allocates a claimed byte count before reading it,
     grows its memo to any index named (a 13-byte pickle can make it fill 32 GB), and hashes tuples
     recursively with no depth guard (a 200 000-deep tuple used as a dict key kills the process).
@@ -411,6 +423,7 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
         if entry is None:
             raise fail(f"unknown opcode 0x{code:02x}")
         name, kind, size, below, has_mark, pushed, special, signed = entry
+        start = pos
         ops += 1
         if ops > max_ops:
             raise CheckpointFormatError(f"{source}: the pickle has more than {max_ops} opcodes; refusing to read it")
@@ -430,6 +443,8 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
             pos += size
             if length < 0 or length > end - pos:
                 raise fail(f"{name} claims {length} bytes but {end - pos} remain")
+            if spans is not None and name in ("BINBYTES", "BINBYTES8") and length >= MAP_MIN_BYTES:
+                spans.append((start, pos, length))
             pos += length
         elif kind in (_ARG_LINE, _ARG_LINE2):
             for _ in range(2 if kind == _ARG_LINE2 else 1):
@@ -442,6 +457,8 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
                         raise fail(f"{name} index {text[:20]!r} is not a small number")
                     arg = int(text)
                 pos = nl + 1
+        if spans is not None and name in ("PERSID", "BINPERSID"):
+            raise UnsafeCheckpointError(f"{source}: a persistent reference at byte {start}; this format has none")
         # ---- the stack
         fence = marks[-1] if marks else 0
         if special is None:
@@ -515,6 +532,8 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
         elif special == "frame":
             if arg > end - pos:
                 raise fail(f"FRAME claims {arg} bytes but {end - pos} remain")
+            if spans is not None:
+                spans.append((start, -1, 9))
         elif special == "proto":
             if arg > pickle.HIGHEST_PROTOCOL:
                 raise fail(f"unsupported pickle protocol {arg}")
@@ -523,6 +542,40 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
             if marks or len(stack) != 1:
                 raise fail(f"STOP with {len(marks)} open MARKs and {len(stack)} items on the stack")
             return pos
+
+
+#: byte strings at least this long are left in the mapped file and read as views
+MAP_MIN_BYTES = 4096
+
+
+class MappedBytes:
+    """A byte string of the pickle that stays in the memory-mapped file: ``data`` is a uint8 view."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+
+def remap_stream(buf: Any, whole: np.ndarray, spans: "list[tuple[int, int, int]]") -> tuple[bytes, list[MappedBytes]]:
+    """The pickle with each recorded payload replaced by a persistent reference to a view of the
+    mapping, and FRAME opcodes dropped (their lengths no longer hold; frames are optional).
+
+    Only the bytes between payloads are copied, so the rewritten stream is a few bytes per tensor.
+    """
+    pieces: list[bytes] = []
+    table: list[MappedBytes] = []
+    prev = 0
+    for start, data, length in spans:
+        pieces.append(bytes(buf[prev:start]))
+        if data < 0:
+            prev = start + length
+            continue
+        pieces.append(pickle.BININT + struct.pack("<i", len(table)) + pickle.BINPERSID)
+        table.append(MappedBytes(whole[data:data + length]))
+        prev = data + length
+    pieces.append(bytes(buf[prev:]))
+    return b"".join(pieces), table
 
 
 # ---------------------------------------------------------------------------------- post-check
@@ -547,6 +600,9 @@ class CopyBudget:
 
 
 def _plain_array(arr: np.ndarray, budget: CopyBudget) -> np.ndarray:
+    mapped = getattr(arr, "_mapped", None)
+    if mapped is not None:
+        arr = mapped
     if not arr.dtype.isnative:
         budget.spend(arr.nbytes, "byte-swapping a tensor")
         arr = arr.astype(arr.dtype.newbyteorder("="))
