@@ -19,8 +19,9 @@ from .spec import InputRule
 
 __all__ = ["check_input", "describe", "smallest_side", "InputCheck", "FLOAT_DTYPES"]
 
-#: dtypes a model takes, as torch and paddle spell them without their module prefix
-FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+#: dtypes a model takes, as torch, numpy and paddle spell them without their module prefix (older
+#: Paddle reports the VarType names FP32 ...)
+FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "fp16", "bf16", "fp32", "fp64"})
 
 
 def _pair(value: Sequence[int]) -> str:
@@ -29,7 +30,7 @@ def _pair(value: Sequence[int]) -> str:
 
 def describe(rule: InputRule) -> str:
     """The rule as a phrase: ``"3-channel 224x224 inputs"``, ``"3-channel inputs of at least 32x32
-    whose sides are multiples of 32x32"``."""
+    whose sides are multiples of 32"``."""
     if rule.fixed_size is not None:
         return f"{rule.channels}-channel {_pair(rule.fixed_size)} inputs"
     parts = []
@@ -42,7 +43,7 @@ def describe(rule: InputRule) -> str:
 
 
 def _dtype_name(dtype: Any) -> str:
-    return str(dtype).rpartition(".")[2]
+    return str(dtype).rpartition(".")[2].lower()
 
 
 def check_input(rule: InputRule, shape: Sequence[int], model_name: str, dtype: Any = None) -> None:
