@@ -53,10 +53,21 @@ def _index() -> dict[str, tuple[FamilySpec, Variant]]:
     return index
 
 
+def _by_prefix(key: str) -> tuple[FamilySpec, Variant] | None:
+    """Registered names start with their family's name, so most look-ups import one spec only
+    (conversion's start-up time is part of what it costs)."""
+    for family in FAMILIES:
+        if key.startswith(family):
+            for variant in get_spec(family).variants:
+                if key == normalise(variant.name):
+                    return get_spec(family), variant
+    return None
+
+
 def resolve(name: str) -> tuple[FamilySpec, Variant]:
     """A variant by its name or any alias (official factory names, PaddleClas names)."""
     key = normalise(name)
-    found = _index().get(key)
+    found = _by_prefix(key) or _index().get(key)
     if found is None:
         close = [n for n in _index() if key[:5] and n.startswith(key[:5])][:6]
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `porthub list` to see every model"
