@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub list` must not pay for it
     import numpy as np
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
+from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
 
 __all__ = [
     "NEG_INF",
@@ -466,12 +466,5 @@ SPEC = FamilySpec(
     licence=LICENCE,
     # data/build.py build_transform (eval, TEST.CROP=True): Resize(int(256/224 * 224)), bicubic
     # (DATA.INTERPOLATION), CenterCrop(224), timm IMAGENET_DEFAULT_MEAN/STD
-    preprocessing={
-        "input_size": (224, 224),
-        "resize": 256,
-        "crop_fraction": 224 / 256,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-    },
+    preprocessing=IMAGENET_EVAL_224,
 )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/microsoft/Focal-Transformer"
 OFFICIAL_COMMIT = "57bb3031582a2afb2d2a6916612bc4311316f9fc"
@@ -251,12 +251,5 @@ SPEC = FamilySpec(
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,
     # config.py + data/build.py (eval): Resize(int(256/224 * 224) = 256, bicubic), CenterCrop(224), timm ImageNet mean/std
-    preprocessing={
-        "input_size": (224, 224),
-        "resize": 256,
-        "crop_fraction": 224 / 256,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-    },
+    preprocessing=IMAGENET_EVAL_224,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from porthub.inputs import smallest_side
-from porthub.spec import PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/OliverRensu/Shunted-Transformer"
 OFFICIAL_COMMIT = "6861101d8f4f592da79f84294f015e1e6b150351"
@@ -158,12 +158,5 @@ SPEC = FamilySpec(
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,
     # datasets.build_transform (eval): Resize(int(256/224 * size), bicubic), CenterCrop(size), timm ImageNet mean/std
-    preprocessing={
-        "input_size": (224, 224),
-        "resize": 256,
-        "crop_fraction": 224 / 256,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-    },
+    preprocessing=IMAGENET_EVAL_224,
 )

@@ -18,7 +18,7 @@ import re
 from typing import Any, Mapping
 
 from porthub.inputs import smallest_side
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/Meituan-AutoML/Twins"
 OFFICIAL_COMMIT = "c1ff6714969ad8ef330e75cf97bd310f7488f529"
@@ -291,12 +291,5 @@ SPEC = FamilySpec(
     licence=LICENCE,
     # datasets.build_transform (eval): Resize(int(256/224 * size), interpolation=3 = bicubic), CenterCrop(size),
     # timm IMAGENET_DEFAULT_MEAN/STD
-    preprocessing={
-        "input_size": (224, 224),
-        "resize": 256,
-        "crop_fraction": 224 / 256,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-    },
+    preprocessing=IMAGENET_EVAL_224,
 )

@@ -33,9 +33,21 @@ __all__ = [
     "Tolerance",
     "InputRule",
     "FamilySpec",
+    "IMAGENET_EVAL_224",
     "TORCH",
     "PADDLE",
 ]
+
+#: the ImageNet evaluation every family's official code uses (DeiT/timm style): resize the short side
+#: to 256 with bicubic interpolation, centre-crop 224, ImageNet mean/std
+IMAGENET_EVAL_224: "Mapping[str, Any]" = {
+    "input_size": (224, 224),
+    "resize": 256,
+    "crop_fraction": 224 / 256,
+    "interpolation": "bicubic",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+}
 
 TORCH = "torch"
 PADDLE = "paddle"

@@ -22,7 +22,7 @@ from torch.utils import checkpoint
 
 from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import DropPath, make_norm, register_constant, to_2tuple
+from .layers import DropPath, Mlp, make_norm, register_constant, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -39,21 +39,6 @@ __all__ = [
 
 def _per_stage(value, count: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * count
-
-
-class Mlp(nn.Module):
-    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.0):
-        super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        x = self.drop(self.act(self.fc1(x)))
-        return self.drop(self.fc2(x))
 
 
 class DynamicPosBias(nn.Module):

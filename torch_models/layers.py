@@ -9,7 +9,7 @@ from torch import nn
 
 from porthub.normspec import parse_norm_layer
 
-__all__ = ["DropPath", "Identity", "make_norm", "to_2tuple", "register_constant"]
+__all__ = ["DropPath", "Identity", "Mlp", "make_norm", "to_2tuple", "register_constant"]
 
 Identity = nn.Identity
 
@@ -46,3 +46,20 @@ class DropPath(nn.Module):
 def register_constant(module: nn.Module, name: str, value, persistent: bool = True) -> None:
     """Register a buffer (an index table, a mask) under ``name``; persistent ones are in the state dict."""
     module.register_buffer(name, value if isinstance(value, torch.Tensor) or value is None else torch.as_tensor(value), persistent=persistent)
+
+
+class Mlp(nn.Module):
+    """The transformer feed-forward block (timm's ``Mlp``): fc1, activation, fc2, with dropout."""
+
+    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.0):
+        super().__init__()
+        out_features = out_features or in_features
+        hidden_features = hidden_features or in_features
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden_features, out_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        x = self.drop(self.act(self.fc1(x)))
+        return self.drop(self.fc2(x))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, make_norm, to_2tuple
+from .layers import DropPath, Mlp, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -36,21 +36,6 @@ __all__ = [
 
 #: the additive attention mask of the official segmentation LSA (not -inf)
 _MASK_VALUE = -1000.0
-
-
-class Mlp(nn.Module):
-    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, drop=0.0):
-        super().__init__()
-        out_features = out_features or in_features
-        hidden_features = hidden_features or in_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        x = self.drop(self.act(self.fc1(x)))
-        return self.drop(self.fc2(x))
 
 
 def _check_heads(dim, num_heads):
