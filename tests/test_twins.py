@@ -204,3 +204,65 @@ def test_mmseg_layout_reads_and_writes_the_backbone():
     assert all(np.array_equal(state[k], backbone[k]) for k in backbone)
     written = engine.from_canonical(state, layout, SPEC)
     assert set(written) == {"state_dict", "meta"} and list(written["state_dict"]) == ["backbone." + k for k in backbone]
+
+
+def _frameworks():
+    return pytest.importorskip("torch"), pytest.importorskip("paddle")
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "porthub.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_paddleclas_pdparams_converts_to_torch_and_loads(tmp_path):
+    """A PaddleClas user's file (paddle.save of the Paddle model's state dict) -> PyTorch, strictly."""
+    torch, paddle = _frameworks()
+    from porthub.frameworks import build_model, run_model
+    from porthub.pairs import seeded_input
+    from porthub.registry import resolve
+
+    spec, variant = resolve("pcpvt_small")
+    paddle.seed(0)
+    pmodel = build_model(spec, variant.model(), "paddle")
+    src = tmp_path / "pcpvt_small.pdparams"
+    paddle.save(pmodel.state_dict(), str(src))
+    p = _cli("convert", "pcpvt_small", "--to", "torch", "--src", str(src), "--out", str(tmp_path / "pcpvt_small.pth"))
+    assert p.returncode == 0, p.stderr
+    tmodel = build_model(spec, variant.model(), "torch")
+    tmodel.load_state_dict(torch.load(tmp_path / "pcpvt_small.pth", weights_only=True), strict=True)
+    x = seeded_input(variant)
+    out_t, _ = run_model(tmodel, x, "torch")
+    out_p, _ = run_model(pmodel, x, "paddle")
+    assert np.abs(out_t - out_p).max() <= 2e-5 * max(1.0, float(np.abs(out_t).max()))
+
+
+@pytest.mark.slow
+def test_timm_checkpoint_converts_to_paddle(tmp_path):
+    """timm's twins_svt_small: the official keys in timm's order (patch_embeds, blocks, pos_block, norm, head)."""
+    torch, paddle = _frameworks()
+    from porthub.frameworks import build_model, run_model
+    from porthub.pairs import seeded_input
+    from porthub.registry import resolve
+
+    spec, variant = resolve("twins_svt_small")
+    torch.manual_seed(0)
+    tmodel = build_model(spec, variant.model(), "torch")
+    state = tmodel.state_dict()
+    rank = lambda k: ["patch_embeds", "pos_drops", "blocks", "pos_block", "norm", "head"].index(k.split(".")[0])
+    timm_order = {k: state[k] for k in sorted(state, key=rank)}
+    assert list(timm_order) != list(state)
+    src = tmp_path / "twins_svt_small.pth"
+    torch.save(timm_order, src)
+    p = _cli("convert", "twins_svt_small", "--to", "paddle", "--src", str(src))
+    assert p.returncode == 0, p.stderr
+    pmodel = build_model(spec, variant.model(), "paddle")
+    missing, unexpected = pmodel.set_state_dict(paddle.load(str(tmp_path / "twins_svt_small.pdparams")))
+    assert not missing and not unexpected
+    x = seeded_input(variant)
+    out_t, _ = run_model(tmodel, x, "torch")
+    out_p, _ = run_model(pmodel, x, "paddle")
+    assert np.abs(out_t - out_p).max() <= 2e-5 * max(1.0, float(np.abs(out_t).max()))
