@@ -87,6 +87,12 @@ def _build_act(act_cfg):
 # resize is therefore written out with PyTorch's sampling positions, computed in float64.
 def _resize(x, size, align_corners=False):
     """Linear (``(B, C, L)``) or bilinear (``(B, C, H, W)``) resize of the trailing axes to ``size``."""
+    if x.dtype != paddle.float64:
+        # in float32 the kernel's float32 ratio is below the data's own rounding, and it is ~10x faster
+        # than two gathers on a full-resolution 150-class map
+        mode, layout = ("linear", "NCW") if x.ndim == 3 else ("bilinear", "NCHW")
+        return F.interpolate(x, size=[int(n) for n in size], mode=mode, align_corners=align_corners, align_mode=0,
+                             data_format=layout)
     for axis in reversed(range(2, x.ndim)):
         in_size, out_size = x.shape[axis], int(size[axis - 2])
         dst = np.arange(out_size, dtype=np.float64)
