@@ -225,3 +225,17 @@ def test_permissions_follow_umask_or_existing_file(tmp_path):
     os.chmod(out, 0o640)
     save_checkpoint({"w": np.zeros(2, np.float32)}, out, "safetensors")
     assert os.stat(out).st_mode & 0o777 == 0o640
+
+
+def test_fsync_only_when_asked(tmp_path, monkeypatch):
+    import porthub.io.atomic as atomic
+
+    calls = []
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: calls.append(fd))
+    with atomic.atomic_write(str(tmp_path / "a.bin")) as fh:
+        fh.write(b"x")
+    assert calls == [] and (tmp_path / "a.bin").read_bytes() == b"x"
+    monkeypatch.setenv("PORTHUB_FSYNC", "1")
+    with atomic.atomic_write(str(tmp_path / "a.bin")) as fh:
+        fh.write(b"y")
+    assert len(calls) == 2 and (tmp_path / "a.bin").read_bytes() == b"y"

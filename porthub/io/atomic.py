@@ -1,7 +1,10 @@
-"""Atomic file writes: write beside the destination, fsync, rename.
+"""Atomic file writes: write beside the destination, then rename.
 
 A reader never sees a partial file: until the rename the destination holds its old content (or does
-not exist). Two writers of one destination each fill their own temporary, so the result is one
+not exist), and a process killed at any moment leaves the old file or the new one. That needs no
+fsync: the kernel holds every byte written before the rename. fsync adds durability across a power
+loss or an OS crash, at the cost of waiting for the disk (more than the conversion itself on a busy
+disk); ``PORTHUB_FSYNC=1`` asks for it, as conversions of weights one can regenerate seldom need it. Two writers of one destination each fill their own temporary, so the result is one
 writer's whole file, never a mix.
 
 Temporaries are hidden files named ``.NAME.<host>-<pid>-<random>.partial`` beside ``NAME``. A failure
@@ -20,7 +23,7 @@ import socket
 import tempfile
 from typing import IO, Iterator
 
-__all__ = ["atomic_write", "stale_temporaries"]
+__all__ = ["atomic_write", "stale_temporaries", "durable"]
 
 #: room left in a 255-byte file name for the prefix dot, the tag and the suffix
 _NAME_ROOM = 160
@@ -82,6 +85,11 @@ def _umask() -> int:
     return mask
 
 
+def durable() -> bool:
+    """Whether writes wait for the disk (``PORTHUB_FSYNC=1``)."""
+    return os.environ.get("PORTHUB_FSYNC", "") not in ("", "0", "false", "no")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str) -> Iterator[IO[bytes]]:
     directory = os.path.dirname(os.path.abspath(path))
@@ -96,12 +104,15 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
             os.fchmod(fh.fileno(), mode)
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable():
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not durable():
+        return
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
