@@ -1,8 +1,9 @@
 """CPU inference speed: porthub's PyTorch and Paddle models side by side (and the official PyTorch
 code when given), with each model's Paddle/PyTorch ratio beside the ratio its mix of ops predicts.
 
-    python benchmarks/infer.py [--family shunted ...] [--batch 1 8] [--repeat 5]
-                               [--official shunted=PATH/SSA.py ...] [--json out.json]
+    python benchmarks/infer.py [--family shunted ...] [--variant twins_pcpvt_small ...] [--batch 1 8]
+                               [--repeat 5] [--official shunted=PATH/SSA.py ...] [--no-paddle]
+                               [--json out.json]
 
 For the smallest variant of each family at its evaluation size (224x224; 512x512 for segmentation),
 in eval mode with the same weights (random, seeded) in every implementation, calls alternate between
@@ -18,8 +19,13 @@ beyond it would be porthub's copies, casts or Python overhead, not the kernels).
 
 ``--official FAMILY=FILE``: a module of the official repository (e.g. Shunted's ``SSA.py``); its
 class of the variant's name is built with the variant's keyword arguments and loaded with the same
-state dict (``strict=True``). Nothing of the official code is shipped with porthub. Target: porthub's
-PyTorch model no slower than the official one (ratio <= 1.05, the noise).
+state dict (``strict=True``); a ``norm_layer`` written as text (``functools.partial(torch.nn.LayerNorm,
+eps=1e-6)``) is passed to it as that callable. Nothing of the official code is shipped with porthub.
+Target: porthub's PyTorch model no slower than the official one (ratio <= 1.05, the noise).
+
+``--variant NAME``: measure these variants instead of each family's smallest (a family is then the
+variant's own). ``--no-paddle``: PyTorch (and official) only, without the Paddle model and the op-mix
+prediction, for the official comparison on a busy machine.
 """
 
 from __future__ import annotations
@@ -93,6 +99,21 @@ def smallest(spec: Any) -> Any:
     return min(spec.variants, key=size)
 
 
+def official_kwargs(kwargs: dict) -> dict:
+    """The variant's kwargs with a text ``norm_layer`` turned into the callable the official code expects."""
+    import functools
+
+    import torch
+
+    from porthub.normspec import parse_norm_layer
+
+    out = dict(kwargs)
+    if isinstance(out.get("norm_layer"), str):
+        norm = parse_norm_layer(out["norm_layer"])
+        out["norm_layer"] = functools.partial(getattr(torch.nn, norm.name), eps=norm.eps)
+    return out
+
+
 def load_official(path: str, class_name: str, kwargs: dict) -> Any:
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     module_spec = importlib.util.spec_from_file_location(f"official_{os.path.splitext(os.path.basename(path))[0]}", path)
@@ -114,22 +135,26 @@ def first(out: Any) -> Any:
     return out
 
 
-def bench_family(family: str, batches: list[int], repeat: int, official: str | None, ratios: dict[int, dict]) -> dict:
+def bench_family(family: str, batches: list[int], repeat: int, official: str | None, ratios: dict[int, dict] | None,
+                 variant_name: str | None = None) -> dict:
+    """``ratios`` None: no Paddle model and no op-mix prediction."""
     from porthub.frameworks import build_model, load_state, to_numpy
     from porthub.registry import get_spec
 
     torch, paddle = frameworks()
     spec = get_spec(family)
-    variant = smallest(spec)
+    variant = next(v for v in spec.variants if v.name == variant_name) if variant_name else smallest(spec)
     ref = variant.model()
     torch.manual_seed(0)
     pt = build_model(spec, ref, "torch")
     state = {k: v.detach().numpy() for k, v in pt.state_dict().items()}
-    pd = build_model(spec, ref, "paddle")
-    load_state(pd, state, spec, "paddle", variant.name)
+    pd = None
+    if ratios is not None:
+        pd = build_model(spec, ref, "paddle")
+        load_state(pd, state, spec, "paddle", variant.name)
     off = None
     if official:
-        off = load_official(official, variant.class_name, dict(variant.kwargs))
+        off = load_official(official, variant.class_name, official_kwargs(variant.kwargs))
         off.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
         off.eval()
     h, w = variant.input_size
@@ -137,7 +162,9 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
     for batch in batches:
         x = np.random.default_rng(batch).standard_normal((batch, 3, h, w)).astype(np.float32)
         xt, xp = torch.from_numpy(x), paddle.to_tensor(x)
-        runs: dict[str, tuple[Any, Any]] = {"torch": (pt, xt), "paddle": (pd, xp)}
+        runs: dict[str, tuple[Any, Any]] = {"torch": (pt, xt)}
+        if pd is not None:
+            runs["paddle"] = (pd, xp)
         if off is not None:
             runs["official"] = (off, xt)
         outs = {}
@@ -152,13 +179,15 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
                     times[name].append(time.perf_counter() - t)
         diff = {name: float(np.abs(outs[name] - outs["torch"]).max()) for name in outs if name != "torch"}
         mix = op_mix(pt, xt)
-        kernel = ratios[batch]
         total = sum(mix.values())
-        predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
         best = {name: min(v) for name, v in times.items()}
+        predicted = None
+        if ratios is not None:
+            kernel = ratios[batch]
+            predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
         result["batches"][batch] = {
             "seconds": best, "max_abs_diff_vs_torch": diff, "op_mix_s": mix,
-            "paddle_over_torch": best["paddle"] / best["torch"], "predicted": predicted,
+            "paddle_over_torch": best["paddle"] / best["torch"] if "paddle" in best else None, "predicted": predicted,
             "torch_over_official": best["torch"] / best["official"] if "official" in best else None,
             "load": load_average(),
         }
@@ -170,30 +199,47 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", nargs="*", default=list(FAMILIES))
+    ap.add_argument("--variant", nargs="*", default=[], help="these variants instead of each family's smallest")
+    ap.add_argument("--no-paddle", action="store_true", help="PyTorch and official only, no Paddle or op-mix prediction")
     ap.add_argument("--batch", nargs="*", type=int, default=[1, 8])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--official", action="append", default=[], metavar="FAMILY=FILE")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
+    if any("=" not in item for item in args.official):
+        ap.error("--official takes FAMILY=FILE")
     official = dict(item.split("=", 1) for item in args.official)
+    runs: list[tuple[str, str | None]] = [(family, None) for family in args.family]
+    if args.variant:
+        from porthub.errors import PorthubError
+        from porthub.registry import resolve
+
+        try:
+            runs = [(spec.family, variant.name) for spec, variant in map(resolve, args.variant)]
+        except PorthubError as exc:
+            ap.error(str(exc))
     frameworks()
     print(f"inference, CPU, float32, eval; fastest of {args.repeat} alternating calls; {threads_info()}; machine: {machine()}")
-    ratios = {}
-    for batch in args.batch:
-        ratios[batch] = measure(batch, max(3, args.repeat))
-        kinds = ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ratios[batch].items())
-        print(f"  kernel ratios Paddle/PyTorch at batch {batch} (ops.py shapes): {kinds}")
+    ratios: dict[int, dict] | None = None
+    if not args.no_paddle:
+        ratios = {}
+        for batch in args.batch:
+            ratios[batch] = measure(batch, max(3, args.repeat))
+            kinds = ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ratios[batch].items())
+            print(f"  kernel ratios Paddle/PyTorch at batch {batch} (ops.py shapes): {kinds}")
     ok = True
     results = {}
-    for family in args.family:
-        res = bench_family(family, args.batch, args.repeat, official.get(family), ratios)
-        results[family] = res
+    for family, variant_name in runs:
+        res = bench_family(family, args.batch, args.repeat, official.get(family), ratios, variant_name)
+        results[res["variant"]] = res
         for batch, r in res["batches"].items():
             s = r["seconds"]
-            good = r["paddle_over_torch"] <= r["predicted"] * NOISE
-            line = (f"  {res['variant']:<22} {res['size'][0]}x{res['size'][1]} b{batch}: torch {s['torch'] * 1e3:7.1f} ms, "
-                    f"paddle {s['paddle'] * 1e3:7.1f} ms; Paddle/PyTorch {r['paddle_over_torch']:.2f}x, predicted by op mix "
-                    f"{r['predicted']:.2f}x (target <= {r['predicted'] * NOISE:.2f}x) {'ok' if good else 'MISSED'}")
+            line = f"  {res['variant']:<22} {res['size'][0]}x{res['size'][1]} b{batch}: torch {s['torch'] * 1e3:7.1f} ms"
+            good = True
+            if r["predicted"] is not None:
+                good = r["paddle_over_torch"] <= r["predicted"] * NOISE
+                line += (f", paddle {s['paddle'] * 1e3:7.1f} ms; Paddle/PyTorch {r['paddle_over_torch']:.2f}x, predicted by op mix "
+                         f"{r['predicted']:.2f}x (target <= {r['predicted'] * NOISE:.2f}x) {'ok' if good else 'MISSED'}")
             if r["torch_over_official"] is not None:
                 good_off = r["torch_over_official"] <= OFFICIAL_NOISE
                 ok &= good_off
@@ -204,7 +250,8 @@ def main() -> int:
             total = sum(mix.values())
             top = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])[:5])
             print(line)
-            print(f"      op mix (torch profiler): {top}; max |paddle - torch| {r['max_abs_diff_vs_torch'].get('paddle', 0):.1e}; {r['load']}")
+            diffs = ", ".join(f"max |{name} - torch| {d:.1e}" for name, d in r["max_abs_diff_vs_torch"].items())
+            print(f"      op mix (torch profiler): {top}; {diffs}; {r['load']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"machine": machine(), "threads": threads_info(), "kernel_ratios": ratios, "results": results}, fh, indent=1)

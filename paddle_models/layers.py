@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 import paddle
+import paddle.nn.functional as F
 from paddle import nn
 
 from porthub.normspec import parse_norm_layer
 
-__all__ = ["DropPath", "Identity", "Mlp", "make_norm", "to_2tuple", "register_constant"]
+__all__ = ["DropPath", "Identity", "Mlp", "attention", "make_norm", "to_2tuple", "register_constant"]
 
 Identity = nn.Identity
 
@@ -26,6 +27,19 @@ def make_norm(norm_layer, default_eps: float = 1e-5) -> Callable[[int], nn.Layer
         return norm_layer
     spec = parse_norm_layer(norm_layer, default_eps)
     return lambda dim: nn.LayerNorm(dim, epsilon=spec.eps)
+
+
+def attention(q, k, v, scale, bias=None, attn_drop=None):
+    """``softmax(q k^T * scale + bias) v`` over the last two axes, written out: Paddle's fused attention
+    has no CPU kernel. ``bias`` broadcasts against the attention matrix; ``attn_drop`` (an
+    ``nn.Dropout``) acts on the attention weights."""
+    attn = paddle.matmul(q, k, transpose_y=True) * scale
+    if bias is not None:
+        attn = attn + bias
+    attn = F.softmax(attn, axis=-1)
+    if attn_drop is not None:
+        attn = attn_drop(attn)
+    return paddle.matmul(attn, v)
 
 
 class DropPath(nn.Layer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from .layers import DropPath, make_norm, to_2tuple
+from .layers import DropPath, attention, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -119,13 +119,10 @@ class Attention(nn.Layer):
         tokens = self.act(norm(reduced.flatten(start_axis=2).transpose([0, 2, 1])))
         kv = kv_proj(tokens).reshape([B, h * w, 2, heads, head_dim]).transpose([2, 0, 3, 1, 4])
         k, v = kv[0], kv[1]
-        attn = (q @ k.transpose([0, 1, 3, 2])) * self.scale
-        attn = nn.functional.softmax(attn, axis=-1)
-        attn = self.attn_drop(attn)
         # channels of the value image are head-major (head, head_dim)
         v_image = v.transpose([0, 1, 3, 2]).reshape([B, heads * head_dim, h, w])
         v = v + local_conv(v_image).reshape([B, heads, head_dim, h * w]).transpose([0, 1, 3, 2])
-        return (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, heads * head_dim])
+        return attention(q, k, v, self.scale, None, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B, N, heads * head_dim])
 
     def forward(self, x, H, W):
         B, N, C = x.shape
@@ -139,11 +136,9 @@ class Attention(nn.Layer):
         else:
             kv = self.kv(x).reshape([B, N, 2, self.num_heads, C // self.num_heads]).transpose([2, 0, 3, 1, 4])
             k, v = kv[0], kv[1]
-            attn = (q @ k.transpose([0, 1, 3, 2])) * self.scale
-            attn = nn.functional.softmax(attn, axis=-1)
-            attn = self.attn_drop(attn)
             v_image = v.transpose([0, 1, 3, 2]).reshape([B, C, H, W])
-            x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C]) + self.local_conv(v_image).flatten(start_axis=2).transpose([0, 2, 1])
+            x = attention(q, k, v, self.scale, None, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B, N, C])
+            x = x + self.local_conv(v_image).flatten(start_axis=2).transpose([0, 2, 1])
         x = self.proj(x)
         return self.proj_drop(x)
 

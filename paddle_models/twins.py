@@ -17,7 +17,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .layers import DropPath, Mlp, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -98,11 +98,8 @@ class GroupAttention(nn.Layer):
         x = x.reshape([B, hg, ws, wg, ws, C]).transpose([0, 1, 3, 2, 4, 5])
         qkv = self.qkv(x).reshape([B, hg * wg, ws * ws, 3, self.num_heads, C // self.num_heads]).transpose([3, 0, 1, 4, 2, 5])
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = paddle.matmul(q, k, transpose_y=True) * self.scale
-        if padded:
-            attn = attn + self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype).unsqueeze(2)
-        attn = self.attn_drop(F.softmax(attn, axis=-1))
-        x = (attn @ v).transpose([0, 1, 3, 2, 4]).reshape([B, hg, wg, ws, ws, C]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, Hp, Wp, C])
+        mask = self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype).unsqueeze(2) if padded else None
+        x = attention(q, k, v, self.scale, mask, self.attn_drop).transpose([0, 1, 3, 2, 4]).reshape([B, hg, wg, ws, ws, C]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, Hp, Wp, C])
         if padded:
             x = x[:, :H, :W, :]
         x = self.proj(x.reshape([B, N, C]))
@@ -140,9 +137,7 @@ class Attention(nn.Layer):
             x = self.norm(x)
         kv = self.kv(x).reshape([B, -1, 2, heads, C // heads]).transpose([2, 0, 3, 1, 4])
         k, v = kv[0], kv[1]
-        attn = paddle.matmul(q, k, transpose_y=True) * self.scale
-        attn = self.attn_drop(F.softmax(attn, axis=-1))
-        x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])
+        x = attention(q, k, v, self.scale, None, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B, N, C])
         x = self.proj(x)
         return self.proj_drop(x)
 
@@ -164,9 +159,7 @@ class ViTAttention(nn.Layer):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape([B, N, 3, self.num_heads, C // self.num_heads]).transpose([2, 0, 3, 1, 4])
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = paddle.matmul(q, k, transpose_y=True) * self.scale
-        attn = self.attn_drop(F.softmax(attn, axis=-1))
-        x = (attn @ v).transpose([0, 2, 1, 3]).reshape([B, N, C])
+        x = attention(q, k, v, self.scale, None, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B, N, C])
         x = self.proj(x)
         return self.proj_drop(x)
 

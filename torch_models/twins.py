@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -96,12 +96,14 @@ class GroupAttention(nn.Module):
         hg, wg = Hp // ws, Wp // ws
         x = x.reshape(B, hg, ws, wg, ws, C).transpose(2, 3)
         qkv = self.qkv(x).reshape(B, hg * wg, ws * ws, 3, self.num_heads, C // self.num_heads).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)) * self.scale
+        # windows as the batch axis (a view: B and the window axis are adjacent in qkv's layout)
+        q, k, v = (t.flatten(0, 1) for t in qkv.unbind(0))
+        mask = None
         if padded:
-            attn = attn + self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype, x.device).unsqueeze(2)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(2, 3).reshape(B, hg, wg, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
+            mask = self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype, x.device).unsqueeze(2).expand(B, -1, 1, -1, -1).flatten(0, 1)
+        x = attention(q, k, v, self.scale, mask, self.attn_drop)
+        x = x.reshape(B, hg * wg, self.num_heads, ws * ws, C // self.num_heads)
+        x = x.transpose(2, 3).reshape(B, hg, wg, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
         if padded:
             x = x[:, :H, :W, :]
         x = self.proj(x.reshape(B, N, C))
@@ -139,9 +141,7 @@ class Attention(nn.Module):
             x = self.norm(x)
         kv = self.kv(x).reshape(B, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4)
         k, v = kv[0], kv[1]
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        x = attention(q, k, v, self.scale, None, self.attn_drop).transpose(1, 2).reshape(B, N, C)
         x = self.proj(x)
         return self.proj_drop(x)
 
@@ -163,9 +163,7 @@ class ViTAttention(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        x = attention(q, k, v, self.scale, None, self.attn_drop).transpose(1, 2).reshape(B, N, C)
         x = self.proj(x)
         return self.proj_drop(x)
 
