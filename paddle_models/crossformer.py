@@ -37,6 +37,13 @@ __all__ = [
 ]
 
 
+def _reuse_while_frozen(module, key, compute):
+    """``compute()``, every time. (The PyTorch twin reuses the last value while the parameters keep their
+    in-place version; Paddle's in-place updates, ``set_state_dict``, ``set_value`` and optimizer steps,
+    leave no version mark, so a reused value could silently go stale.)"""
+    return compute()
+
+
 def _per_stage(value, count: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * count
 
@@ -94,15 +101,19 @@ class Attention(nn.Layer):
 
     def relative_position_bias(self, group_size, like):
         """``(heads, Gh*Gw, Gh*Gw)`` in the dtype of ``like``."""
-        if self.group_size is not None:
-            biases, index = self.biases, self.relative_position_index
-        else:
-            biases, index = (paddle.to_tensor(t, place=like.place) for t in dpb_tables(*group_size))
-        n = group_size[0] * group_size[1]
-        pos = self.pos(biases.astype(like.dtype))
-        # Layer.to(dtype=float64) casts integer buffers too; the index values are exact either way
-        pos = paddle.index_select(pos, index.reshape([-1]).astype("int64"), axis=0)
-        return pos.reshape([n, n, -1]).transpose([2, 0, 1])
+
+        def compute():
+            if self.group_size is not None:
+                biases, index = self.biases, self.relative_position_index
+            else:
+                biases, index = (paddle.to_tensor(t, place=like.place) for t in dpb_tables(*group_size))
+            n = group_size[0] * group_size[1]
+            pos = self.pos(biases.astype(like.dtype))
+            # Layer.to(dtype=float64) casts integer buffers too; the index values are exact either way
+            pos = paddle.index_select(pos, index.reshape([-1]).astype("int64"), axis=0)
+            return pos.reshape([n, n, -1]).transpose([2, 0, 1])
+
+        return _reuse_while_frozen(self.pos, (tuple(group_size), like.dtype, like.place), compute)
 
     def forward(self, x, mask=None, group_size=None):
         group_size = self.group_size if group_size is None else group_size
