@@ -117,7 +117,8 @@ def test_sigkill_during_conversion_leaves_old_or_new_file(two_sources, tmp_path)
 def test_sigkill_during_large_writes(tmp_path):
     """Writes that take most of the time, so almost every kill lands inside one."""
     out = str(tmp_path / "big.safetensors")
-    payloads = [{"w": np.full((1024, 1024), float(i), np.float32), "b": np.arange(1000.0) + i} for i in range(2)]
+    # 32 MB each: without fsync a write is fast, and it must still outlast a fork for kills to land inside it
+    payloads = [{"w": np.full((8192, 1024), float(i), np.float32), "b": np.arange(1000.0) + i} for i in range(2)]
     for obj in payloads:
         save_checkpoint(obj, out, "safetensors")
     expected = set()
