@@ -7,11 +7,11 @@ code when given), with each model's Paddle/PyTorch ratio beside the ratio its mi
 
 For the smallest variant of each family at its evaluation size (224x224; 512x512 for segmentation),
 in eval mode with the same weights (random, seeded) in every implementation, calls alternate between
-the implementations ``--repeat`` times; each figure is the fastest call (on a shared machine the
+the implementations ``--repeat`` times (every other round in reverse order); each figure is the fastest call (on a shared machine the
 fastest is the least disturbed).
 
 Prediction: one PyTorch forward runs under the torch profiler; each op's self time goes to a kind
-(Linear, batched matmul, softmax, GELU, LayerNorm, BatchNorm, depthwise / dense convolution,
+(Linear, batched matmul or fused attention, softmax, GELU, LayerNorm, BatchNorm, depthwise / dense convolution,
 elementwise, other), and ``ops.py`` measures, in the same run, Paddle/PyTorch for each kind. The
 predicted ratio is sum(time_kind x ratio_kind) / sum(time_kind), "other" counted at 1. Target:
 measured ratio <= predicted x 1.15 (the slack is the run-to-run noise of this machine; the gap
@@ -58,7 +58,8 @@ def op_kind(name: str, shapes: list) -> str:
     base = name.split("::")[-1]
     if base in ("addmm", "linear", "mm"):
         return "linear"
-    if base in ("bmm", "baddbmm"):
+    if base in ("bmm", "baddbmm") or base.startswith("_scaled_dot_product"):
+        # fused attention: Paddle runs it as two batched matmuls and a softmax
         return "matmul"
     if "softmax" in base:
         return "softmax"
@@ -172,8 +173,10 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
         with torch.no_grad(), paddle.no_grad():
             for name, (model, inp) in runs.items():
                 outs[name] = to_numpy(first(model(inp)))  # warm-up, and the outputs to compare
-            for _ in range(repeat):
-                for name, (model, inp) in runs.items():
+            for i in range(repeat):
+                # every other round in reverse, so that neither implementation always runs right after
+                # the other's large frees (the 512x512 segmentation logits are 1.2 GB at batch 8)
+                for name, (model, inp) in (list(runs.items()) if i % 2 == 0 else list(runs.items())[::-1]):
                     t = time.perf_counter()
                     model(inp)
                     times[name].append(time.perf_counter() - t)
