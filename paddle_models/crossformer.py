@@ -22,7 +22,7 @@ from paddle.distributed.fleet.utils import recompute
 
 from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import DropPath, Mlp, make_norm, register_constant, to_2tuple
+from .layers import DropPath, Mlp, attention, make_norm, register_constant, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -120,16 +120,15 @@ class Attention(nn.Layer):
         B_, N, C = x.shape
         qkv = self.qkv(x).reshape([B_, N, 3, self.num_heads, C // self.num_heads]).transpose([2, 0, 3, 1, 4])
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = q * self.scale
-        attn = paddle.matmul(q, k, transpose_y=True)
-        if self.position_bias:
-            attn = attn + self.relative_position_bias(group_size, attn).unsqueeze(0)
+        bias = self.relative_position_bias(group_size, q).unsqueeze(0) if self.position_bias else None
         if mask is not None:
+            # one additive term per (group, head), repeated over the batch (B_ is batch x groups, groups
+            # minor); adding the 0 / -1e6 mask to the bias before q k^T is exact where the mask is 0,
+            # and where it is -1e6 the weight is 0 either way
             nG = mask.shape[0]
-            attn = attn.reshape([B_ // nG, nG, self.num_heads, N, N]) + mask.astype(attn.dtype).unsqueeze(1).unsqueeze(0)
-            attn = attn.reshape([-1, self.num_heads, N, N])
-        attn = self.attn_drop(self.softmax(attn))
-        x = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([B_, N, C])
+            bias = mask.astype(q.dtype).unsqueeze(1) + (0.0 if bias is None else bias)
+            bias = bias.unsqueeze(0).expand([B_ // nG, -1, -1, -1, -1]).flatten(0, 1)
+        x = attention(q, k, v, self.scale, bias, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B_, N, C])
         return self.proj_drop(self.proj(x))
 
 

@@ -21,7 +21,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .layers import DropPath, Mlp, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 
@@ -290,21 +290,22 @@ class WindowAttention(nn.Layer):
         k_all = paddle.concat(k_all, 2)
         v_all = paddle.concat(v_all, 2)
 
-        attn = (q_windows * self.scale) @ _swap(k_all, -2, -1)
-        nH, N = self.num_heads, attn.shape[-1]
-        # the bias and the masks are added separately, in this order, as the official in-place slices do
-        attn = attn + paddle.concat([b.expand([1, nH, window_area, b.shape[-1]]) for b in biases], -1)
+        nH, n = self.num_heads, q_windows.shape[0]
+        bias = paddle.concat([b.expand([1, nH, window_area, b.shape[-1]]) for b in biases], -1)
         widths = [b.shape[-1] for b in biases]
         if any(m is not None for m in masks):
+            # The masks (0 or -100) go into the bias before it meets q k^T: exact where a mask is 0; where
+            # it is -100 the weight is e^-100-small either way. They vary by window and key (the shift
+            # mask also by query), never by head, so they are built head-free; windows are batch-major.
             n_windows = max(m.shape[0] for m in masks if m is not None)
+            rows = max(math.prod(m.shape) // (m.shape[0] * w) for m, w in zip(masks, widths) if m is not None)
             mask = paddle.concat([
-                paddle.zeros([1, 1, 1, w], dtype=attn.dtype).expand([n_windows, nH, window_area, w]) if m is None
-                else m.astype(attn.dtype).reshape([m.shape[0], 1, -1, w]).expand([n_windows, nH, window_area, w])
+                paddle.zeros([1, 1, 1, w], dtype=bias.dtype).expand([n_windows, 1, rows, w]) if m is None
+                else m.astype(bias.dtype).reshape([m.shape[0], 1, -1, w]).expand([n_windows, 1, rows, w])
                 for m, w in zip(masks, widths)], -1)
-            attn = (attn.reshape([-1, n_windows, nH, window_area, N]) + mask.unsqueeze(0)).reshape([-1, nH, window_area, N])
-        attn = self.attn_drop(self.softmax(attn))
-
-        x = _swap(attn @ v_all, 1, 2).reshape([attn.shape[0], window_area, C])
+            bias = (mask + bias).unsqueeze(0).expand([n // n_windows, -1, -1, -1, -1]).flatten(0, 1)
+        x = attention(q_windows, k_all, v_all, self.scale, bias, self.attn_drop)
+        x = _swap(x, 1, 2).reshape([n, window_area, C])
         return self.proj_drop(self.proj(x))
 
     def _unfold_heads(self, unfold, t):

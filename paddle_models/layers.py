@@ -38,7 +38,9 @@ def attention(q, k, v, scale, bias=None, attn_drop=None):
         attn = attn + bias
     attn = F.softmax(attn, axis=-1)
     if attn_drop is not None:
-        attn = attn_drop(attn)
+        # functional, like PyTorch's fused call: neither framework runs the module, so per-layer
+        # reports see the same module calls in both
+        attn = F.dropout(attn, p=attn_drop.p, training=attn_drop.training)
     return paddle.matmul(attn, v)
 
 
