@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -13,6 +12,7 @@ from .io import FORMATS, load_checkpoint, save_checkpoint
 from .manifest import manifest_for
 from .registry import FAMILIES, get_spec, normalise, resolve
 from .spec import FRAMEWORKS, PADDLE, TORCH, FamilySpec, Layout, ModelRef, Variant
+from .verify import frameworks_of_file, read_json_object
 
 __all__ = ["Target", "resolve_target", "convert_file", "default_output", "FORMATS_FOR"]
 
@@ -50,15 +50,7 @@ def resolve_target(model: str, config: str | None = None) -> Target:
     if config is None:
         spec, variant = resolve(model)
         return Target(spec, variant.model(), variant.name, variant)
-    try:
-        with open(config, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such config: {config}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"config {config} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config {config} must be a JSON object")
+    data = read_json_object(config, "config")
     family = normalise(model) if normalise(model) in FAMILIES else None
     if family is None:
         try:
@@ -93,8 +85,6 @@ def convert_file(target: Target, src: str, to: str, out: str | None = None, fmt:
                  allow_missing: Sequence[str] = (), source_framework: str | None = None) -> dict[str, Any]:
     """Read ``src`` in any layout of the family, check it against the model's manifest, and write it
     in ``to``'s layout. Nothing is written unless every key and shape fits."""
-    from .verify import frameworks_of_file
-
     if to not in FRAMEWORKS:
         raise ValueError(f"--to must be torch or paddle, not {to!r}")
     fmt = fmt or ("pdparams" if to == PADDLE else "pth")

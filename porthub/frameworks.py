@@ -144,6 +144,14 @@ def check_finite(state: Mapping[str, np.ndarray], name: str = "model") -> None:
             raise ValueError(f"{name}: {key} holds {bad} non-finite value(s) (NaN or inf); the checkpoint is corrupt or from a diverged run")
 
 
+def _owned(value: Any, want: str) -> np.ndarray:
+    """A fresh, writable copy in the model's float dtype (file views are read-only and may be mapped)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and str(arr.dtype) != want:
+        return arr.astype(want)
+    return np.array(arr, copy=True)
+
+
 def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, framework: str, name: str = "model",
                allow_nonfinite: bool = False) -> None:
     """Load a canonical state strictly: every key of the model present with its shape, nothing else,
@@ -155,13 +163,7 @@ def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, fr
     if framework == TORCH:
         manifest = Manifest(name, entries)
         check_state(state, manifest)
-        tensors = {}
-        for key, value in state.items():
-            want = entries[key][1]
-            arr = np.asarray(value)
-            if arr.dtype.kind == "f" and str(arr.dtype) != want:
-                arr = arr.astype(want)
-            tensors[key] = fw.from_numpy(np.array(arr, copy=True))
+        tensors = {key: fw.from_numpy(_owned(value, entries[key][1])) for key, value in state.items()}
         model.load_state_dict(tensors, strict=True)
         return
     manifest = Manifest(name, canonical_keys(spec, entries))
@@ -170,13 +172,7 @@ def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, fr
     converted = from_canonical(state, layout, spec)
     if set(converted) != set(entries):
         raise KeyMismatchError(f"{name}: Paddle keys differ after conversion: {sorted(set(converted) ^ set(entries))[:6]}")
-    values = {}
-    for key, value in converted.items():
-        want = entries[key][1]
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f" and str(arr.dtype) != want:
-            arr = arr.astype(want)
-        values[key] = np.array(arr, copy=True)
+    values = {key: _owned(value, entries[key][1]) for key, value in converted.items()}
     missing, unexpected = model.set_state_dict(values)
     if missing or unexpected:
         raise KeyMismatchError(f"{name}: Paddle reported missing {missing[:6]} and unexpected {unexpected[:6]}")

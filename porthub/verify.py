@@ -43,16 +43,24 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max())
 
 
-def load_case(path: str) -> tuple[dict[str, Any], str]:
-    """The case JSON and the path prefix of its files (``<dir>/<case>``)."""
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; ``what`` names the file in the errors ("reference case", "config")."""
     try:
         with open(path, encoding="utf-8") as fh:
-            case = json.load(fh)
+            data = json.load(fh)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no such reference case: {path}") from None
+        raise FileNotFoundError(f"no such {what}: {path}") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(case, dict) or "family" not in case:
+        raise ValueError(f"{what} {path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must be a JSON object")
+    return data
+
+
+def load_case(path: str) -> tuple[dict[str, Any], str]:
+    """The case JSON and the path prefix of its files (``<dir>/<case>``)."""
+    case = read_json_object(path, "reference case")
+    if "family" not in case:
         raise ValueError(f"{path} is not a porthub reference case (no 'family' field)")
     return case, path[:-5] if path.endswith(".json") else path
 
