@@ -22,7 +22,7 @@ from paddle.distributed.fleet.utils import recompute
 
 from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import DropPath, Mlp, attention, make_norm, register_constant, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, register_constant, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -452,6 +452,7 @@ class CrossFormer(_CrossFormerTrunk):
         x = self.norm(x)
         return paddle.flatten(self.avgpool(x.transpose([0, 2, 1])), 1)
 
+    @dense_layout
     def forward(self, x):
         return self.head(self.forward_features(x))
 
@@ -487,6 +488,7 @@ class CrossFormerBackbone(_CrossFormerTrunk):
         self.init_cfg = init_cfg
         self.apply(self._init_weights)
 
+    @dense_layout
     def forward(self, x):
         H, W = x.shape[2:]
         x = self.embed(x)

@@ -21,7 +21,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 
@@ -558,6 +558,7 @@ class FocalTransformer(nn.Layer):
         x = self.avgpool(_swap(x, 1, 2))
         return paddle.flatten(x, 1)
 
+    @dense_layout
     def forward(self, x):
         return self.head(self.forward_features(x))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from .layers import DropPath, attention, make_norm, to_2tuple
+from .layers import DropPath, attention, dense_layout, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -302,6 +302,7 @@ class ShuntedTransformer(nn.Layer):
                 x = x.reshape([B, H, W, -1]).transpose([0, 3, 1, 2])
         return x.mean(axis=1)
 
+    @dense_layout
     def forward(self, x):
         return self.head(self.forward_features(x))
 

@@ -17,7 +17,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -382,6 +382,7 @@ class CPVTV2(nn.Layer):
             return outputs
         return self.norm(x).mean(axis=1)
 
+    @dense_layout
     def forward(self, x):
         x = self.forward_features(x)
         if self.features_only:

@@ -23,7 +23,7 @@ from torch.utils import checkpoint
 
 from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import DropPath, Mlp, attention, make_norm, register_constant, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, register_constant, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -463,6 +463,7 @@ class CrossFormer(_CrossFormerTrunk):
         x = self.norm(x)
         return torch.flatten(self.avgpool(x.transpose(1, 2)), 1)
 
+    @dense_layout
     def forward(self, x):
         return self.head(self.forward_features(x))
 
@@ -498,6 +499,7 @@ class CrossFormerBackbone(_CrossFormerTrunk):
         self.init_cfg = init_cfg
         self.apply(self._init_weights)
 
+    @dense_layout
     def forward(self, x):
         H, W = x.shape[2:]
         x = self.embed(x)

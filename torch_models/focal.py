@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 
@@ -554,6 +554,7 @@ class FocalTransformer(nn.Module):
         x = self.avgpool(_swap(x, 1, 2))
         return torch.flatten(x, 1)
 
+    @dense_layout
     def forward(self, x):
         return self.head(self.forward_features(x))
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from porthub.normspec import parse_norm_layer
 
-__all__ = ["DropPath", "Identity", "Mlp", "attention", "make_norm", "to_2tuple", "register_constant"]
+__all__ = ["DropPath", "Identity", "Mlp", "attention", "dense_layout", "make_norm", "to_2tuple", "register_constant"]
 
 Identity = nn.Identity
 
@@ -19,6 +19,12 @@ def to_2tuple(value):
     if isinstance(value, (tuple, list)):
         return tuple(value)
     return (value, value)
+
+
+def dense_layout(forward):
+    """Twin of Paddle's decorator, which turns Paddle's slow strided copies off around a model's
+    forward. PyTorch's kernels read transposed views in place, so ``forward`` is returned as it is."""
+    return forward
 
 
 def make_norm(norm_layer, default_eps: float = 1e-5) -> Callable[[int], nn.Module]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from torch_models.layers import DropPath
+from torch_models.layers import DropPath, dense_layout
 
 __all__ = [
     "Conv2d_BN",
@@ -392,6 +392,7 @@ class SeaFormer(_SeaFormerStages):
         self.linear = nn.Linear(channels[-1], 1000)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
 
+    @dense_layout
     def forward(self, x):
         x, _ = self._run_stages(x, taps=())
         out = self.avgpool(x).reshape(-1, x.shape[1])
@@ -425,6 +426,7 @@ class SeaFormerBackbone(_SeaFormerStages):
         self._build_stages(cfgs, channels, emb_dims, key_dims, depths, num_heads, attn_ratios, mlp_ratios,
                            drop_path_rate, norm_cfg, act_layer, seg_detail=True)
 
+    @dense_layout
     def forward(self, x):
         _, outputs = self._run_stages(x, taps=(1,))
         return outputs
@@ -549,6 +551,7 @@ class EncoderDecoder(nn.Module):
         self.align_corners = self.decode_head.align_corners
         self.num_classes = self.decode_head.num_classes
 
+    @dense_layout
     def forward(self, img):
         out = self.decode_head(self.backbone(img))
         return _resize(out, img.shape[2:], self.align_corners)

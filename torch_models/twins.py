@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, attention, make_norm, to_2tuple
+from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -386,6 +386,7 @@ class CPVTV2(nn.Module):
             return outputs
         return self.norm(x).mean(dim=1)
 
+    @dense_layout
     def forward(self, x):
         x = self.forward_features(x)
         if self.features_only:
