@@ -4,6 +4,7 @@ code when given), with each model's Paddle/PyTorch ratio beside the ratio its mi
     python benchmarks/infer.py [--family shunted ...] [--variant twins_pcpvt_small ...] [--batch 1 8]
                                [--repeat 5] [--official shunted=PATH/SSA.py ...] [--no-paddle]
                                [--json out.json]
+    python benchmarks/infer.py --env [--variant shunted_t focal_tiny] [--batch 8]
 
 For the smallest variant of each family at its evaluation size (224x224; 512x512 for segmentation),
 in eval mode with the same weights (random, seeded) in every implementation, calls alternate between
@@ -25,7 +26,8 @@ Target: porthub's PyTorch model no slower than the official one (ratio <= 1.05, 
 
 ``--variant NAME``: measure these variants instead of each family's smallest (a family is then the
 variant's own). ``--no-paddle``: PyTorch (and official) only, without the Paddle model and the op-mix
-prediction, for the official comparison on a busy machine.
+prediction, for the official comparison on a busy machine. ``--env``: each model's PyTorch and Paddle
+times in child processes under the settings of ``ops.py --env`` (threads, math library, allocators).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 from typing import Any
@@ -46,7 +49,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from convert import load_average, machine  # noqa: E402
-from ops import frameworks, measure, threads_info  # noqa: E402
+from ops import env_variants, frameworks, measure, threads_info  # noqa: E402
 
 NOISE = 1.15
 OFFICIAL_NOISE = 1.05
@@ -137,8 +140,10 @@ def first(out: Any) -> Any:
 
 
 def bench_family(family: str, batches: list[int], repeat: int, official: str | None, ratios: dict[int, dict] | None,
-                 variant_name: str | None = None) -> dict:
-    """``ratios`` None: no Paddle model and no op-mix prediction."""
+                 variant_name: str | None = None, with_paddle: bool | None = None) -> dict:
+    """``ratios`` None: no op-mix prediction, and no Paddle model unless ``with_paddle``."""
+    if with_paddle is None:
+        with_paddle = ratios is not None
     from porthub.frameworks import build_model, load_state, to_numpy
     from porthub.registry import get_spec
 
@@ -150,7 +155,7 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
     pt = build_model(spec, ref, "torch")
     state = {k: v.detach().numpy() for k, v in pt.state_dict().items()}
     pd = None
-    if ratios is not None:
+    if with_paddle:
         pd = build_model(spec, ref, "paddle")
         load_state(pd, state, spec, "paddle", variant.name)
     off = None
@@ -197,6 +202,29 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
     return result
 
 
+def run_env(runs: list[tuple[str, str | None]], batches: list[int], repeat: int) -> int:
+    """Each model in a child process under each setting of ``ops.env_variants``; times against the default's."""
+    print(f"whole-model inference under each setting, fastest of {repeat} alternating calls; machine: {machine()}")
+    variants = [a for family, name in runs for a in ([name] if name else [])]
+    cmd = [sys.executable, os.path.abspath(__file__), "--raw", "--repeat", str(repeat), "--batch", *map(str, batches)]
+    cmd += ["--variant", *variants] if variants else ["--family", *[family for family, _ in runs]]
+    base: dict[str, Any] | None = None
+    for label, extra in env_variants():
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        env.update(extra)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        base = base or got
+        print(f"  {label}: {got['threads']}; {load_average()}")
+        for variant, per_batch in got["results"].items():
+            for batch, sec in per_batch.items():
+                ref = base["results"][variant][batch]
+                print(f"    {variant:<22} b{batch}: torch {sec['torch'] * 1e3:8.1f} ms ({sec['torch'] / ref['torch']:4.2f}x default)"
+                      f"  paddle {sec['paddle'] * 1e3:8.1f} ms ({sec['paddle'] / ref['paddle']:4.2f}x default)"
+                      f"  Paddle/PyTorch {sec['paddle'] / sec['torch']:4.2f}x")
+    return 0
+
+
 def main() -> int:
     from porthub.registry import FAMILIES
 
@@ -208,6 +236,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--official", action="append", default=[], metavar="FAMILY=FILE")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--env", action="store_true", help="whole-model times under each thread, math-library and allocator setting")
+    ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if any("=" not in item for item in args.official):
         ap.error("--official takes FAMILY=FILE")
@@ -221,6 +251,14 @@ def main() -> int:
             runs = [(spec.family, variant.name) for spec, variant in map(resolve, args.variant)]
         except PorthubError as exc:
             ap.error(str(exc))
+    if args.env:
+        return run_env(runs, args.batch, args.repeat)
+    if args.raw:
+        frameworks()
+        raw = {res["variant"]: {str(b): r["seconds"] for b, r in res["batches"].items()}
+               for res in (bench_family(f, args.batch, args.repeat, None, None, v, with_paddle=True) for f, v in runs)}
+        print(json.dumps({"threads": threads_info(), "results": raw}))
+        return 0
     frameworks()
     print(f"inference, CPU, float32, eval; fastest of {args.repeat} alternating calls; {threads_info()}; machine: {machine()}")
     ratios: dict[int, dict] | None = None

@@ -12,9 +12,10 @@ of ops. Both frameworks are imported through ``porthub.frameworks.import_framewo
 Paddle the machine's cores when OMP_NUM_THREADS is unset (``import paddle`` alone pins one thread).
 
 ``--env`` reruns the measurement under: porthub's default, OMP_NUM_THREADS=1 (Paddle's own default),
-MKL_DEBUG_CPU_TYPE=5 (Intel MKL's AVX2 path on AMD processors; ignored by MKL >= 2020.1), and the
-jemalloc / tcmalloc allocators through LD_PRELOAD when their Debian packages are installed
-(libjemalloc2, libtcmalloc-minimal4).
+MKL_DEBUG_CPU_TYPE=5 (Intel MKL's AVX2 path on AMD processors; ignored by MKL >= 2020.1), glibc's
+malloc told to keep freed memory (``GLIBC_TUNABLES``, see ``GLIBC_KEEP``), and the jemalloc /
+tcmalloc allocators through LD_PRELOAD when their Debian packages are installed (libjemalloc2,
+libtcmalloc-minimal4). ``infer.py --env`` does the same for whole models.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ def threads_info() -> str:
     return f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}"
 
 
+#: glibc's malloc without mmap for large blocks and without returning freed memory to the system: a
+#: tensor freed by one op is reused by the next instead of being unmapped and faulted in afresh
+GLIBC_KEEP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
+
+
 def _preloads() -> dict[str, str]:
     found = {}
     for label, pattern in (("jemalloc", "/usr/lib/*/libjemalloc.so.2"), ("tcmalloc", "/usr/lib/*/libtcmalloc_minimal.so.4")):
@@ -155,7 +161,7 @@ def _preloads() -> dict[str, str]:
 
 def env_variants() -> list[tuple[str, dict[str, str]]]:
     variants = [("porthub default (OMP_NUM_THREADS unset)", {}), ("OMP_NUM_THREADS=1 (paddle's default)", {"OMP_NUM_THREADS": "1"}),
-                ("MKL_DEBUG_CPU_TYPE=5", {"MKL_DEBUG_CPU_TYPE": "5"})]
+                ("MKL_DEBUG_CPU_TYPE=5", {"MKL_DEBUG_CPU_TYPE": "5"}), ("glibc malloc keeping freed memory", {"GLIBC_TUNABLES": GLIBC_KEEP})]
     for label, path in _preloads().items():
         variants.append((f"LD_PRELOAD={label}", {"LD_PRELOAD": path}))
     return variants
