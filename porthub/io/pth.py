@@ -24,7 +24,7 @@ from .pickle_safe import (
     BASIC_GLOBALS, NUMPY_GLOBALS, Allowed, CopyBudget, Marker, PickleWriter, SafeUnpickler, allowed, finish_tree,
     scan_pickle,
 )
-from .stream import write_array
+from .zipstore import StoredZipWriter
 
 __all__ = ["read_pth", "write_pth", "TORCH_DTYPES"]
 
@@ -278,36 +278,15 @@ def _torch_array_hook(storages: list[np.ndarray]):
     return hook
 
 
-_ALIGN = 64
-
-
 def write_pth(obj: Any, out: IO[bytes], archive: str = "archive") -> None:
     """Write nested containers of numpy arrays as ``torch.save`` does (loadable with
     ``torch.load(..., weights_only=True)``), storages aligned to 64 bytes for ``mmap=True``."""
     storages: list[np.ndarray] = []
     pickled = io.BytesIO()
     PickleWriter(pickled, 2, _torch_array_hook(storages), ordered=True).dump(obj)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        _write_entry(zf, out, f"{archive}/data.pkl", memoryview(pickled.getbuffer()))
-        _write_entry(zf, out, f"{archive}/byteorder", memoryview(b"little"))
-        for key, arr in enumerate(storages):
-            _write_entry(zf, out, f"{archive}/data/{key}", arr)
-        _write_entry(zf, out, f"{archive}/version", memoryview(b"3\n"))
-        _write_entry(zf, out, f"{archive}/.data/serialization_id", memoryview(b"0" * 40))
-
-
-def _write_entry(zf: zipfile.ZipFile, out: IO[bytes], name: str, data: memoryview | np.ndarray) -> None:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
-    # Pad the local header's extra field so the entry's data starts on a 64-byte boundary, as torch does.
-    offset = out.tell() + 30 + len(name.encode())
-    pad = (-(offset + 4)) % _ALIGN
-    info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
-    size = data.nbytes
-    if size >= 0xFFFFFFFF:
-        info.file_size = size
-    with zf.open(info, "w", force_zip64=size >= 0xFFFFFFFF) as dst:
-        if isinstance(data, np.ndarray):
-            write_array(dst, data)
-        else:
-            dst.write(data)
+    with StoredZipWriter(out, align=64) as zf:
+        zf.add(f"{archive}/data.pkl", pickled.getbuffer())
+        zf.add(f"{archive}/byteorder", b"little")
+        zf.add_arrays((f"{archive}/data/{key}", arr) for key, arr in enumerate(storages))
+        zf.add(f"{archive}/version", b"3\n")
+        zf.add(f"{archive}/.data/serialization_id", b"0" * 40)

@@ -12,6 +12,11 @@ walks the source column by column. Here:
   each strip staying in cache while its columns are scattered, into a second reused buffer.
 
 Bytes are always written little-endian, in C order, exactly as before.
+
+Writing is two steps, so that a zip writer can run them on two threads: :func:`stage` puts an
+array's bytes in order (a transpose into a scratch buffer; nothing for a contiguous view) and, if
+asked, computes their CRC-32; :func:`emit` writes staged bytes out. While one tensor is emitted the
+next can be staged: the transposes, the CRC and the writes then share the machine's cores.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import errno
 import io
 import os
 import threading
+import zlib
+from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
 
 from .mapped import release, source_span
 
-__all__ = ["write_array", "clear_scratch"]
+__all__ = ["Staged", "stage", "emit", "uses_scratch", "write_array", "clear_scratch"]
 
 #: source rows per transposed strip: 64 rows of a Linear weight fit the L2 cache of any current CPU
 _STRIP = 64
@@ -40,11 +47,15 @@ _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.
 _local = threading.local()
 
 
+#: scratch slots per thread: 0 for reads from the source, 1 for transposes
+_SLOTS = 2
+
+
 def _scratch(slot: int, nbytes: int) -> np.ndarray:
     """A reused uint8 buffer of at least ``nbytes``: already-faulted pages cost nothing the second time."""
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
-        bufs = _local.bufs = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+        bufs = _local.bufs = [np.empty(0, np.uint8) for _ in range(_SLOTS)]
     if bufs[slot].nbytes >= nbytes:
         return bufs[slot][:nbytes]
     buf = np.empty(nbytes, np.uint8)
@@ -93,7 +104,56 @@ def _kernel_copy(src: int, offset: int, out: IO[bytes], dst: int, nbytes: int) -
     return done
 
 
-def _write_contiguous(out: IO[bytes], arr: np.ndarray) -> None:
+@dataclass
+class Staged:
+    """An array's bytes in the order they are written: ``data`` is C-contiguous and little-endian,
+    either a view of the mapped source (copied out kernel-side) or a buffer in memory. ``crc`` is
+    their CRC-32 when :func:`stage` was asked for it."""
+
+    data: np.ndarray
+    crc: int | None = None
+
+
+def _transposed(src: np.ndarray, into: np.ndarray | None) -> np.ndarray:
+    """``src.T`` in C order, in ``into`` (a uint8 buffer at least as large) or this thread's scratch;
+    ``src`` is C-contiguous and 2-D."""
+    rows, cols = src.shape
+    span = source_span(src)
+    if span is not None:
+        a = _scratch(0, src.nbytes).view(src.dtype).reshape(rows, cols)
+        _pread_into(span[0], span[1], a)
+    else:
+        a = src
+    out = _scratch(1, src.nbytes) if into is None else into[:src.nbytes]
+    bt = out.view(src.dtype).reshape(cols, rows)
+    for i in range(0, rows, _STRIP):
+        bt[:, i:i + _STRIP] = a[i:i + _STRIP].T
+    return bt
+
+
+def uses_scratch(arr: np.ndarray) -> bool:
+    """Whether :func:`stage` writes ``arr`` into a buffer (a transposed view) rather than viewing it."""
+    return arr.dtype.byteorder != ">" and not arr.flags.c_contiguous and arr.ndim == 2 and arr.T.flags.c_contiguous and arr.size > 0
+
+
+def stage(arr: np.ndarray, into: np.ndarray | None = None, checksum: bool = False) -> Staged:
+    """Put ``arr``'s bytes in order for :func:`emit`. A transpose lands in ``into`` (a uint8 buffer of
+    at least ``arr.nbytes``), or else in this thread's scratch, valid until its next transpose."""
+    if arr.dtype.byteorder == ">":
+        data = arr.astype(arr.dtype.newbyteorder("<"))
+    elif arr.flags.c_contiguous:
+        data = arr
+    elif uses_scratch(arr):
+        data = _transposed(arr.T, into)
+    else:
+        data = np.ascontiguousarray(arr)
+    crc = zlib.crc32(memoryview(data.reshape(-1)).cast("B")) if checksum else None
+    return Staged(data, crc)
+
+
+def emit(out: IO[bytes], staged: Staged) -> None:
+    """Write staged bytes: kernel-side from the source file where they are a view of it."""
+    arr = staged.data
     span = source_span(arr)
     if span is None:
         out.write(memoryview(arr.reshape(-1)).cast("B"))
@@ -112,32 +172,9 @@ def _write_contiguous(out: IO[bytes], arr: np.ndarray) -> None:
         done += step
 
 
-def _write_transposed(out: IO[bytes], src: np.ndarray) -> None:
-    """Write ``src.T`` in C order; ``src`` is C-contiguous and 2-D."""
-    rows, cols = src.shape
-    span = source_span(src)
-    if span is not None:
-        a = _scratch(0, src.nbytes).view(src.dtype).reshape(rows, cols)
-        _pread_into(span[0], span[1], a)
-    else:
-        a = src
-    b = _scratch(1, src.nbytes)
-    bt = b.view(src.dtype).reshape(cols, rows)
-    for i in range(0, rows, _STRIP):
-        bt[:, i:i + _STRIP] = a[i:i + _STRIP].T
-    out.write(memoryview(b))
-
-
 def write_array(out: IO[bytes], arr: np.ndarray) -> None:
     """Write ``arr``'s bytes, little-endian and in C order, then drop its mapped source pages."""
     try:
-        if arr.dtype.byteorder == ">":
-            out.write(memoryview(arr.astype(arr.dtype.newbyteorder("<")).reshape(-1)).cast("B"))
-        elif arr.flags.c_contiguous:
-            _write_contiguous(out, arr)
-        elif arr.ndim == 2 and arr.T.flags.c_contiguous and arr.size:
-            _write_transposed(out, arr.T)
-        else:
-            out.write(memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B"))
+        emit(out, stage(arr))
     finally:
         release(arr)

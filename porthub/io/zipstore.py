@@ -1,0 +1,162 @@
+"""A zip archive of stored (uncompressed) entries, written in one pass, as ``torch.save`` makes them.
+
+``zipfile`` pushes every byte of an entry through Python with its CRC-32 computed in the same
+thread. Here arrays go out through :mod:`porthub.io.stream`: a helper thread stages the next
+tensor (its transpose and CRC-32) while this one is written (kernel-side from a mapped source where
+it can be), so every CRC is known before its local header is written. Each entry's
+data starts on an ``align``-byte boundary (the local header's extra field is padded, as torch does),
+so ``torch.load(..., mmap=True)`` can view the storages in place. Zip64 records are written where a
+size, an offset or the number of entries needs them (APPNOTE 4.5.3).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Iterable
+
+import numpy as np
+
+from .mapped import release
+from .stream import Staged, emit, stage, uses_scratch
+
+__all__ = ["StoredZipWriter"]
+
+#: a size or offset at least this large is written in a zip64 extra field
+ZIP64_LIMIT = 0xFFFFFFFF
+#: more entries than this need the zip64 end of central directory
+ZIP64_COUNT = 0xFFFF
+#: what a header field holds when the zip64 record has the value
+_MARK32 = 0xFFFFFFFF
+_MARK16 = 0xFFFF
+#: 1980-01-01 00:00, the earliest date a zip header can hold (torch writes it too)
+_DOS_DATE = (0 << 9) | (1 << 5) | 1
+_DOS_TIME = 0
+#: one thread stages arrays beside the writing one (a second one measured slower on two cores: it
+#: competes with the writes for memory bandwidth), over two transpose buffers
+_HELPERS = 1
+_BUFFERS = 2
+_PAD_ID = 0x4246  # "FB": the padding record torch uses to align entry data
+
+
+@dataclass
+class _Entry:
+    name: bytes
+    crc: int
+    size: int
+    offset: int
+
+
+class StoredZipWriter:
+    """Write entries to ``out`` (a seekable binary file); :meth:`close` writes the directory."""
+
+    def __init__(self, out: IO[bytes], align: int = 64) -> None:
+        self._out = out
+        self._align = align
+        self._entries: list[_Entry] = []
+        self._closed = False
+
+    def __enter__(self) -> StoredZipWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+    def add(self, name: str, data: bytes | memoryview) -> None:
+        """A small entry held in memory."""
+        self._write(name, len(data) if isinstance(data, bytes) else data.nbytes, data, zlib.crc32(data))
+
+    def add_arrays(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """One entry per array, in order; each array's mapped source pages are dropped once written.
+
+        Helper threads stage the arrays ahead of the writes (transposes and CRCs on the other
+        cores while this thread writes). The n-th transpose goes into buffer n % ``_BUFFERS`` once
+        transpose n - ``_BUFFERS``, the buffer's previous content, has been written. The helpers
+        may run several entries ahead: a transposed weight is usually followed by its small bias,
+        so with a lookahead of one entry they would mostly wait."""
+        items = list(items)
+        buffers = [np.empty(0, np.uint8) for _ in range(_BUFFERS)]
+        turns = [n for n, (_name, arr) in enumerate(items) if uses_scratch(arr)]
+        written = {n: threading.Event() for n in turns}
+
+        def job(arr: np.ndarray, nth: int | None) -> Staged:
+            if nth is None:
+                return stage(arr, None, True)
+            if nth >= _BUFFERS:
+                written[turns[nth - _BUFFERS]].wait()
+            slot = nth % _BUFFERS
+            if buffers[slot].nbytes < arr.nbytes:
+                buffers[slot] = np.empty(arr.nbytes, np.uint8)
+            return stage(arr, buffers[slot], True)
+
+        nth_of = {n: nth for nth, n in enumerate(turns)}
+        pool = ThreadPoolExecutor(max_workers=_HELPERS, thread_name_prefix="porthub-stage")
+        try:
+            futures = [pool.submit(job, arr, nth_of.get(n)) for n, (_name, arr) in enumerate(items)]
+            for n, ((name, arr), future) in enumerate(zip(items, futures)):
+                staged = future.result()
+                try:
+                    self._write(name, staged.data.nbytes, staged, staged.crc)
+                finally:
+                    release(arr)
+                if n in written:
+                    written[n].set()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            # helpers waiting for a buffer that will not be written out any more must not block
+            for event in written.values():
+                event.set()
+            pool.shutdown(wait=True)
+
+    def _write(self, name: str, size: int, data: Staged | bytes | memoryview, crc: int | None) -> None:
+        out = self._out
+        raw_name = name.encode("utf-8")
+        offset = out.tell()
+        zip64 = size >= ZIP64_LIMIT
+        extra = struct.pack("<HHQQ", 0x0001, 16, size, size) if zip64 else b""
+        start = offset + 30 + len(raw_name) + len(extra) + 4
+        pad = -start % self._align
+        extra += struct.pack("<HH", _PAD_ID, pad) + b"Z" * pad
+        stored_size = _MARK32 if zip64 else size
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if zip64 else 20, 0, 0, _DOS_TIME, _DOS_DATE, crc or 0,
+                              stored_size, stored_size, len(raw_name), len(extra)))
+        out.write(raw_name)
+        out.write(extra)
+        if isinstance(data, Staged):
+            emit(out, data)
+        else:
+            out.write(data)
+        self._entries.append(_Entry(raw_name, crc or 0, size, offset))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        out = self._out
+        cd_offset = out.tell()
+        for e in self._entries:
+            fields = [v for v in (e.size, e.size) if v >= ZIP64_LIMIT]
+            if e.offset >= ZIP64_LIMIT:
+                fields.append(e.offset)
+            extra = struct.pack(f"<HH{len(fields)}Q", 0x0001, 8 * len(fields), *fields) if fields else b""
+            version = 45 if fields else 20
+            size = _MARK32 if e.size >= ZIP64_LIMIT else e.size
+            out.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, version, version, 0, 0, _DOS_TIME, _DOS_DATE,
+                                  e.crc, size, size, len(e.name), len(extra), 0, 0, 0, 0,
+                                  _MARK32 if e.offset >= ZIP64_LIMIT else e.offset))
+            out.write(e.name)
+            out.write(extra)
+        cd_end = out.tell()
+        cd_size = cd_end - cd_offset
+        count = len(self._entries)
+        if count > ZIP64_COUNT or cd_offset >= ZIP64_LIMIT or cd_size >= ZIP64_LIMIT:
+            out.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, cd_size, cd_offset))
+            out.write(struct.pack("<IIQI", 0x07064B50, 0, cd_end, 1))
+        short_count = _MARK16 if count > ZIP64_COUNT else count
+        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, short_count, short_count,
+                              _MARK32 if cd_size >= ZIP64_LIMIT else cd_size,
+                              _MARK32 if cd_offset >= ZIP64_LIMIT else cd_offset, 0))
