@@ -144,3 +144,18 @@ def test_a_failed_write_stops_the_helpers_and_raises(monkeypatch):
 
     with pytest.raises(OSError, match="No space left"):
         _in_thread(write)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gates_bound_the_lookahead_in_bytes_and_buffers(seed):
+    rng = np.random.default_rng(seed)
+    sizes = [int(s) for s in rng.integers(1, 20 << 20, 200)]
+    turns = sorted(int(n) for n in rng.choice(200, 80, replace=False))
+    gates = zipstore._gates(sizes, turns)
+    budget = min(zipstore._AHEAD_MAX, max(zipstore._AHEAD_MIN, sum(sizes) // 16))
+    for n, gate in enumerate(gates):
+        assert -1 <= gate < n  # only ever waits on an earlier entry: the writer reaches it first
+        in_flight = sizes[gate + 1:n + 1]
+        assert len(in_flight) == 1 or sum(in_flight) <= budget
+    for nth, n in enumerate(turns[zipstore._BUFFERS:], start=zipstore._BUFFERS):
+        assert gates[n] >= turns[nth - zipstore._BUFFERS]  # the buffer's previous transpose is out

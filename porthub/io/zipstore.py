@@ -39,6 +39,10 @@ _DOS_TIME = 0
 #: competes with the writes for memory bandwidth), over two transpose buffers
 _HELPERS = 1
 _BUFFERS = 2
+#: bytes staged ahead of the writes at most: a sixteenth of the checkpoint within these bounds (a
+#: CRC reads a mapped tensor's pages into memory, and they are dropped only once it is written;
+#: 32 MB measured 10% faster than 8 MB on a 400 MB checkpoint, 8 MB keeps a 57 MB one under 1x)
+_AHEAD_MIN, _AHEAD_MAX = 8 << 20, 32 << 20
 _PAD_ID = 0x4246  # "FB": the padding record torch uses to align entry data
 
 
@@ -74,20 +78,20 @@ class StoredZipWriter:
         """One entry per array, in order; each array's mapped source pages are dropped once written.
 
         Helper threads stage the arrays ahead of the writes (transposes and CRCs on the other
-        cores while this thread writes). The n-th transpose goes into buffer n % ``_BUFFERS`` once
-        transpose n - ``_BUFFERS``, the buffer's previous content, has been written. The helpers
-        may run several entries ahead: a transposed weight is usually followed by its small bias,
-        so with a lookahead of one entry they would mostly wait."""
+        cores while this thread writes), as far ahead as :func:`_gates` allows. The helpers may run
+        several entries ahead: a transposed weight is usually followed by its small bias, so with
+        a lookahead of one entry they would mostly wait."""
         items = list(items)
         buffers = [np.empty(0, np.uint8) for _ in range(_BUFFERS)]
         turns = [n for n, (_name, arr) in enumerate(items) if uses_scratch(arr)]
-        written = {n: threading.Event() for n in turns}
+        written = [threading.Event() for _ in items]
+        gates = _gates([arr.nbytes for _name, arr in items], turns)
 
-        def job(arr: np.ndarray, nth: int | None) -> Staged:
+        def job(n: int, arr: np.ndarray, nth: int | None) -> Staged:
+            if gates[n] >= 0:
+                written[gates[n]].wait()
             if nth is None:
                 return stage(arr, None, True)
-            if nth >= _BUFFERS:
-                written[turns[nth - _BUFFERS]].wait()
             slot = nth % _BUFFERS
             if buffers[slot].nbytes < arr.nbytes:
                 buffers[slot] = np.empty(arr.nbytes, np.uint8)
@@ -96,19 +100,18 @@ class StoredZipWriter:
         nth_of = {n: nth for nth, n in enumerate(turns)}
         pool = ThreadPoolExecutor(max_workers=_HELPERS, thread_name_prefix="porthub-stage")
         try:
-            futures = [pool.submit(job, arr, nth_of.get(n)) for n, (_name, arr) in enumerate(items)]
+            futures = [pool.submit(job, n, arr, nth_of.get(n)) for n, (_name, arr) in enumerate(items)]
             for n, ((name, arr), future) in enumerate(zip(items, futures)):
                 staged = future.result()
                 try:
                     self._write(name, staged.data.nbytes, staged, staged.crc)
                 finally:
                     release(arr)
-                if n in written:
-                    written[n].set()
+                written[n].set()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             # helpers waiting for a buffer that will not be written out any more must not block
-            for event in written.values():
+            for event in written:
                 event.set()
             pool.shutdown(wait=True)
 
@@ -160,3 +163,26 @@ class StoredZipWriter:
         out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, short_count, short_count,
                               _MARK32 if cd_size >= ZIP64_LIMIT else cd_size,
                               _MARK32 if cd_offset >= ZIP64_LIMIT else cd_offset, 0))
+
+
+def _gates(sizes: list[int], turns: list[int]) -> list[int]:
+    """For entry n, the entry that must have been written before n is staged (-1: none).
+
+    The n-th transpose goes into buffer n % ``_BUFFERS`` after transpose n - ``_BUFFERS``, the
+    buffer's previous content, is written; and the entries staged but not yet written hold at
+    most a budget of bytes (always at least entry n itself). Waiting on one earlier entry, rather
+    than on a count of free buffers, keeps the order: a later entry can never take what an earlier
+    one waits for."""
+    budget = min(_AHEAD_MAX, max(_AHEAD_MIN, sum(sizes) // 16))
+    gates = []
+    lo, ahead = 0, 0
+    for n, size in enumerate(sizes):
+        ahead += size
+        while lo < n and ahead > budget:
+            ahead -= sizes[lo]
+            lo += 1
+        gates.append(lo - 1)
+    for nth, n in enumerate(turns):
+        if nth >= _BUFFERS:
+            gates[n] = max(gates[n], turns[nth - _BUFFERS])
+    return gates
