@@ -16,7 +16,9 @@ Prediction: one PyTorch forward runs under the torch profiler; each op's self ti
 elementwise, other), and ``ops.py`` measures, in the same run, Paddle/PyTorch for each kind. The
 predicted ratio is sum(time_kind x ratio_kind) / sum(time_kind), "other" counted at 1. Target:
 measured ratio <= predicted x 1.15 (the slack is the run-to-run noise of this machine; the gap
-beyond it would be porthub's copies, casts or Python overhead, not the kernels).
+beyond it would be porthub's copies, casts or Python overhead, not the kernels). Where the
+prediction misses, the per-part line says which: each leaf layer (one kernel, timed at the model's
+own shapes through hooks) against the time between the layers (porthub's own code).
 
 ``--official FAMILY=FILE``: a module of the official repository (e.g. Shunted's ``SSA.py``); its
 class of the variant's name is built with the variant's keyword arguments and loaded with the same
@@ -92,6 +94,42 @@ def op_mix(model: Any, x: Any) -> dict[str, float]:
         kind = op_kind(ev.key, list(ev.input_shapes or []))
         mix[kind] = mix.get(kind, 0.0) + ev.self_cpu_time_total / 1e6
     return mix
+
+
+def leaf_split(model: Any, x: Any, framework: str, repeat: int = 3) -> dict[str, Any]:
+    """Where one forward's time goes: each leaf layer (a Linear, a convolution, a norm, an activation:
+    one framework kernel, give or take its bias add) timed at its own inputs through forward hooks,
+    grouped by class, and the rest ("between"): porthub's reshapes, transposes, attention
+    arithmetic and Python. The fastest of ``repeat`` forwards."""
+    leaves = [(name, m) for name, m in (model.named_modules() if framework == "torch" else model.named_sublayers())
+              if not list(m.children())]
+    best: dict[str, Any] | None = None
+    for _ in range(repeat):
+        per: dict[str, float] = {}
+        started: dict[int, float] = {}
+        hooks = []
+        for _name, m in leaves:
+            kind = type(m).__name__.replace("Conv2D", "Conv2d").replace("BatchNorm2D", "BatchNorm2d")
+
+            def pre(mod: Any, inp: Any, key: int = id(m)) -> None:
+                started[key] = time.perf_counter()
+
+            def post(mod: Any, inp: Any, out: Any, key: int = id(m), kind: str = kind) -> None:
+                per[kind] = per.get(kind, 0.0) + time.perf_counter() - started[key]
+
+            hooks.append(m.register_forward_pre_hook(pre))
+            hooks.append(m.register_forward_hook(post) if framework == "torch" else m.register_forward_post_hook(post))
+        try:
+            t = time.perf_counter()
+            model(x)
+            total = time.perf_counter() - t
+        finally:
+            for h in hooks:
+                h.remove()
+        if best is None or total < best["total"]:
+            best = {"total": total, "layers": per, "between": total - sum(per.values())}
+    assert best is not None
+    return best
 
 
 def smallest(spec: Any) -> Any:
@@ -188,13 +226,17 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
         diff = {name: float(np.abs(outs[name] - outs["torch"]).max()) for name in outs if name != "torch"}
         mix = op_mix(pt, xt)
         total = sum(mix.values())
+        split = None
+        if pd is not None:
+            with torch.no_grad(), paddle.no_grad():
+                split = {"torch": leaf_split(pt, xt, "torch"), "paddle": leaf_split(pd, xp, "paddle")}
         best = {name: min(v) for name, v in times.items()}
         predicted = None
         if ratios is not None:
             kernel = ratios[batch]
             predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
         result["batches"][batch] = {
-            "seconds": best, "max_abs_diff_vs_torch": diff, "op_mix_s": mix,
+            "seconds": best, "max_abs_diff_vs_torch": diff, "op_mix_s": mix, "leaf_split": split,
             "paddle_over_torch": best["paddle"] / best["torch"] if "paddle" in best else None, "predicted": predicted,
             "torch_over_official": best["torch"] / best["official"] if "official" in best else None,
             "load": load_average(),
@@ -293,6 +335,14 @@ def main() -> int:
             print(line)
             diffs = ", ".join(f"max |{name} - torch| {d:.1e}" for name, d in r["max_abs_diff_vs_torch"].items())
             print(f"      op mix (torch profiler): {top}; {diffs}; {r['load']}")
+            split = r["leaf_split"]
+            if split is not None:
+                ts, ps = split["torch"], split["paddle"]
+                kinds = sorted(ps["layers"], key=lambda k: -ps["layers"][k])[:4]
+                per = ", ".join(f"{k} {ps['layers'][k] * 1e3:.0f}/{ts['layers'].get(k, 0.0) * 1e3:.0f} ms" for k in kinds)
+                print(f"      Paddle/PyTorch by part (hooked forward): leaf layers {sum(ps['layers'].values()) * 1e3:.0f}/"
+                      f"{sum(ts['layers'].values()) * 1e3:.0f} ms ({per}); between layers "
+                      f"{ps['between'] * 1e3:.0f}/{ts['between'] * 1e3:.0f} ms")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"machine": machine(), "threads": threads_info(), "kernel_ratios": ratios, "results": results}, fh, indent=1)
