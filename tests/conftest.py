@@ -1,14 +1,17 @@
 """Shared test setup. Paddle pins OMP_NUM_THREADS=1 at import when it is unset (and children inherit
-it); the tests use the machine's cores like porthub's commands do."""
+it); the tests run Paddle with the settings porthub's commands use (the machine's cores, MKL's AVX2
+path on AMD processors), set before any test module imports paddle."""
 
 from __future__ import annotations
 
 import glob
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+import pytest
 
-import pytest  # noqa: E402
+from porthub.frameworks import paddle_cpu_settings
+
+paddle_cpu_settings()
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "official")
 

@@ -1,8 +1,11 @@
-"""Paddle models run their forward with Paddle's stride kernels off (``layers.dense_layout``): the
-outputs are the same bits either way, and the caller's setting is back afterwards, also after an
-error inside the forward."""
+"""The settings that make Paddle fast on CPU. Paddle models run their forward with Paddle's stride
+kernels off (``layers.dense_layout``): the outputs are the same bits either way, and the caller's
+setting is back afterwards, also after an error inside the forward. MKL's AVX2 path is chosen on
+AMD processors unless the user set MKL_DEBUG_CPU_TYPE."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import paddle
@@ -60,3 +63,25 @@ def test_outputs_are_bit_identical_with_and_without_stride_kernels(name, strides
         strided = model.forward.__wrapped__(model, x).numpy()
     assert _flag() is True
     np.testing.assert_array_equal(dense, strided)
+
+
+def test_mkl_avx2_path_is_chosen_only_on_amd_with_avx2_and_only_if_unset(tmp_path, monkeypatch):
+    from porthub import frameworks
+
+    def cpuinfo(vendor: str, flags: str) -> str:
+        path = tmp_path / f"{vendor}-{len(flags)}"
+        path.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return str(path)
+
+    assert frameworks._amd_with_avx2(cpuinfo("AuthenticAMD", "fpu sse2 avx avx2 fma"))
+    assert not frameworks._amd_with_avx2(cpuinfo("AuthenticAMD", "fpu sse2 avx"))
+    assert not frameworks._amd_with_avx2(cpuinfo("GenuineIntel", "fpu sse2 avx avx2"))
+    assert not frameworks._amd_with_avx2(str(tmp_path / "missing"))
+
+    monkeypatch.setattr(frameworks, "_amd_with_avx2", lambda: True)
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    frameworks.paddle_cpu_settings()
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "5"
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "0")  # the user's choice stands
+    frameworks.paddle_cpu_settings()
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "0"
