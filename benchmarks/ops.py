@@ -12,7 +12,8 @@ of ops. Both frameworks are imported through ``porthub.frameworks.import_framewo
 Paddle the machine's cores when OMP_NUM_THREADS is unset (``import paddle`` alone pins one thread).
 
 ``--env`` reruns the measurement under: porthub's default, OMP_NUM_THREADS=1 (Paddle's own default),
-MKL_DEBUG_CPU_TYPE=5 (Intel MKL's AVX2 path on AMD processors; ignored by MKL >= 2020.1), glibc's
+MKL_DEBUG_CPU_TYPE set empty (MKL's own code path: porthub's default on AMD processors with AVX2 is
+5, MKL's AVX2 path, which Paddle's bundled MKL honours and MKL >= 2020.1 ignores), glibc's
 malloc told to keep freed memory (``GLIBC_TUNABLES``, see ``GLIBC_KEEP``), and the jemalloc /
 tcmalloc allocators through LD_PRELOAD when their Debian packages are installed (libjemalloc2,
 libtcmalloc-minimal4). ``infer.py --env`` does the same for whole models.
@@ -161,7 +162,7 @@ def _preloads() -> dict[str, str]:
 
 def env_variants() -> list[tuple[str, dict[str, str]]]:
     variants = [("porthub default (OMP_NUM_THREADS unset)", {}), ("OMP_NUM_THREADS=1 (paddle's default)", {"OMP_NUM_THREADS": "1"}),
-                ("MKL_DEBUG_CPU_TYPE=5", {"MKL_DEBUG_CPU_TYPE": "5"}), ("glibc malloc keeping freed memory", {"GLIBC_TUNABLES": GLIBC_KEEP})]
+                ("MKL_DEBUG_CPU_TYPE empty (MKL's own path; porthub sets 5 on AMD with AVX2)", {"MKL_DEBUG_CPU_TYPE": ""}), ("glibc malloc keeping freed memory", {"GLIBC_TUNABLES": GLIBC_KEEP})]
     for label, path in _preloads().items():
         variants.append((f"LD_PRELOAD={label}", {"LD_PRELOAD": path}))
     return variants
