@@ -55,7 +55,7 @@ class _Entry:
 
 
 class StoredZipWriter:
-    """Write entries to ``out`` (a seekable binary file); :meth:`close` writes the directory."""
+    """Write entries to ``out`` (a binary file that can tell its position); :meth:`close` writes the directory."""
 
     def __init__(self, out: IO[bytes], align: int = 64) -> None:
         self._out = out
@@ -77,8 +77,8 @@ class StoredZipWriter:
     def add_arrays(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         """One entry per array, in order; each array's mapped source pages are dropped once written.
 
-        Helper threads stage the arrays ahead of the writes (transposes and CRCs on the other
-        cores while this thread writes), as far ahead as :func:`_gates` allows. The helpers may run
+        A helper thread stages the arrays ahead of the writes (transposes and CRCs on another
+        core while this thread writes), as far ahead as :func:`_gates` allows. The helper may run
         several entries ahead: a transposed weight is usually followed by its small bias, so with
         a lookahead of one entry they would mostly wait."""
         items = list(items)
