@@ -85,3 +85,18 @@ def test_mkl_avx2_path_is_chosen_only_on_amd_with_avx2_and_only_if_unset(tmp_pat
     monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "0")  # the user's choice stands
     frameworks.paddle_cpu_settings()
     assert os.environ["MKL_DEBUG_CPU_TYPE"] == "0"
+
+
+def _model_classes() -> list[tuple[str, str]]:
+    from porthub.registry import all_specs
+
+    return sorted({(spec.family, variant.class_name) for spec in all_specs() for variant in spec.variants})
+
+
+@pytest.mark.parametrize("family, class_name", _model_classes())
+def test_every_registered_paddle_model_runs_with_dense_transposes(family, class_name):
+    from porthub.frameworks import model_class
+    from porthub.registry import get_spec
+
+    forward = model_class(get_spec(family), class_name, "paddle").forward
+    assert getattr(forward, "__wrapped__", None) is not None, f"{class_name}.forward lacks @dense_layout"
