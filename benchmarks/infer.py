@@ -38,7 +38,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -51,7 +50,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from convert import load_average, machine  # noqa: E402
-from ops import env_variants, frameworks, measure, threads_info  # noqa: E402
+from ops import env_runs, frameworks, measure, threads_info  # noqa: E402
 
 NOISE = 1.15
 OFFICIAL_NOISE = 1.05
@@ -101,14 +100,15 @@ def leaf_split(model: Any, x: Any, framework: str, repeat: int = 3) -> dict[str,
     one framework kernel, give or take its bias add) timed at its own inputs through forward hooks,
     grouped by class, and the rest ("between"): porthub's reshapes, transposes, attention
     arithmetic and Python. The fastest of ``repeat`` forwards."""
-    leaves = [(name, m) for name, m in (model.named_modules() if framework == "torch" else model.named_sublayers())
-              if not list(m.children())]
+    from porthub.frameworks import add_output_hook, named_modules
+
+    leaves = [m for m in named_modules(model, framework).values() if not list(m.children())]
     best: dict[str, Any] | None = None
     for _ in range(repeat):
         per: dict[str, float] = {}
         started: dict[int, float] = {}
         hooks = []
-        for _name, m in leaves:
+        for m in leaves:
             kind = type(m).__name__.replace("Conv2D", "Conv2d").replace("BatchNorm2D", "BatchNorm2d")
 
             def pre(mod: Any, inp: Any, key: int = id(m)) -> None:
@@ -118,7 +118,7 @@ def leaf_split(model: Any, x: Any, framework: str, repeat: int = 3) -> dict[str,
                 per[kind] = per.get(kind, 0.0) + time.perf_counter() - started[key]
 
             hooks.append(m.register_forward_pre_hook(pre))
-            hooks.append(m.register_forward_hook(post) if framework == "torch" else m.register_forward_post_hook(post))
+            hooks.append(add_output_hook(m, framework, post))
         try:
             t = time.perf_counter()
             model(x)
@@ -247,17 +247,12 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
 def run_env(runs: list[tuple[str, str | None]], batches: list[int], repeat: int) -> int:
     """Each model in a child process under each setting of ``ops.env_variants``; times against the default's."""
     print(f"whole-model inference under each setting, fastest of {repeat} alternating calls; machine: {machine()}")
-    variants = [a for family, name in runs for a in ([name] if name else [])]
+    variants = [name for _family, name in runs if name]
     cmd = [sys.executable, os.path.abspath(__file__), "--raw", "--repeat", str(repeat), "--batch", *map(str, batches)]
     cmd += ["--variant", *variants] if variants else ["--family", *[family for family, _ in runs]]
     base: dict[str, Any] | None = None
-    for label, extra in env_variants():
-        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        env.update(extra)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for got in env_runs(cmd):
         base = base or got
-        print(f"  {label}: {got['threads']}; {load_average()}")
         for variant, per_batch in got["results"].items():
             for batch, sec in per_batch.items():
                 ref = base["results"][variant][batch]

@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -168,20 +168,26 @@ def env_variants() -> list[tuple[str, dict[str, str]]]:
     return variants
 
 
-def run_env(batch: int, repeat: int) -> int:
-    print(f"op speed under each setting, batch {batch}, fastest of {repeat}; machine: {machine()}")
+def env_runs(cmd: list[str]) -> Iterator[dict[str, Any]]:
+    """Run ``cmd`` (which prints a JSON object with "threads" as its last line) once under each of
+    :func:`env_variants`, printing the setting; yield each run's JSON."""
     missing = {"jemalloc", "tcmalloc"} - set(_preloads())
     if missing:
         print(f"  not installed here (apt-get install libjemalloc2 libtcmalloc-minimal4): {', '.join(sorted(missing))}")
-    base: dict[str, Any] | None = None
     for label, extra in env_variants():
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         env.update(extra)
-        proc = subprocess.run([sys.executable, __file__, "--batch", str(batch), "--repeat", str(repeat), "--raw"],
-                              env=env, capture_output=True, text=True, check=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         got = json.loads(proc.stdout.strip().splitlines()[-1])
-        base = base or got
         print(f"  {label}: {got['threads']}; {load_average()}")
+        yield got
+
+
+def run_env(batch: int, repeat: int) -> int:
+    print(f"op speed under each setting, batch {batch}, fastest of {repeat}; machine: {machine()}")
+    base: dict[str, Any] | None = None
+    for got in env_runs([sys.executable, __file__, "--batch", str(batch), "--repeat", str(repeat), "--raw"]):
+        base = base or got
         for name in SHAPES:
             r = got["ops"][name]
             print(f"    {name:<10} torch {r['torch'] * 1e3:8.2f} ms ({r['torch'] / base['ops'][name]['torch']:4.2f}x default)"

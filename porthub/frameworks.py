@@ -26,6 +26,8 @@ __all__ = [
     "model_manifest",
     "load_state",
     "run_model",
+    "named_modules",
+    "add_output_hook",
     "to_numpy",
 ]
 
@@ -220,13 +222,23 @@ def to_numpy(value: Any) -> Any:
     return value
 
 
+def named_modules(model: Any, framework: str) -> dict[str, Any]:
+    """Every module (layer) of ``model`` by path, the model itself under ``""``."""
+    return dict(model.named_modules() if framework == TORCH else model.named_sublayers(include_self=True))
+
+
+def add_output_hook(module: Any, framework: str, hook: Any) -> Any:
+    """Call ``hook(module, inputs, output)`` after each forward of ``module``; returns the handle."""
+    return module.register_forward_hook(hook) if framework == TORCH else module.register_forward_post_hook(hook)
+
+
 def run_model(model: Any, x: np.ndarray, framework: str, dtype: str = "float32", hooks: Iterable[str] = ()) -> tuple[Any, dict[str, Any]]:
     """Run ``model`` on ``x``; return its output and the outputs of the modules named in ``hooks``
     (as numpy), taken with forward hooks."""
     fw = import_framework(framework)
     captured: dict[str, Any] = {}
     handles = []
-    modules = dict(model.named_modules() if framework == TORCH else model.named_sublayers(include_self=True))
+    modules = named_modules(model, framework)
     for path in hooks:
         if path not in modules:
             raise KeyError(f"the model has no module {path!r} to take an output from")
@@ -234,8 +246,7 @@ def run_model(model: Any, x: np.ndarray, framework: str, dtype: str = "float32",
         def hook(_module: Any, _inputs: Any, output: Any, _path: str = path) -> None:
             captured[_path] = to_numpy(output)
 
-        register = modules[path].register_forward_hook if framework == TORCH else modules[path].register_forward_post_hook
-        handles.append(register(hook))
+        handles.append(add_output_hook(modules[path], framework, hook))
     try:
         arr = np.ascontiguousarray(x.astype(dtype))
         if framework == TORCH:

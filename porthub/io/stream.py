@@ -132,7 +132,10 @@ def _transposed(src: np.ndarray, into: np.ndarray | None) -> np.ndarray:
 
 
 def uses_scratch(arr: np.ndarray) -> bool:
-    """Whether :func:`stage` writes ``arr`` into a buffer (a transposed view) rather than viewing it."""
+    """Whether :func:`stage` writes ``arr`` into a buffer (a transposed view) rather than viewing it.
+
+    A memory-layout question only: the engine has already transposed the Linear weights (by their
+    declared kind); this asks whether the view it made is a transpose of contiguous bytes."""
     return arr.dtype.byteorder != ">" and not arr.flags.c_contiguous and arr.ndim == 2 and arr.T.flags.c_contiguous and arr.size > 0
 
 
