@@ -44,11 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="registered model (see `porthub list`), or a family name with --config")
     s.add_argument("--to", required=True, choices=("paddle", "torch"), help="target framework")
     s.add_argument("--src", required=True, help="checkpoint to convert (.pth, .pdparams or .safetensors, any released layout)")
-    s.add_argument("--out", help="output file (default: beside --src with the format's suffix)")
+    s.add_argument("--out", help="output file, or an existing folder to write the default name into (default: beside --src "
+                   "with the format's suffix; NAME_torch.pth / NAME_paddle.pdparams when that file exists)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output file (never --src itself)")
+    s.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
+                   help="cast the floating weights (default: keep the file's own, float16 and bfloat16 included)")
     s.add_argument("--format", choices=("pdparams", "safetensors", "pth"), help="output format (default: pdparams for paddle, pth for torch)")
     s.add_argument("--config", help="a reference case JSON, or any JSON with 'constructor' and 'kwargs'")
-    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg); default: the official release / Paddle's")
-    s.add_argument("--from-layout", dest="source_layout", help="read --src as this layout instead of detecting it")
+    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg, paddleclas); default: the official "
+                   "release / Paddle's (see `porthub info MODEL`)")
+    s.add_argument("--from-layout", dest="source_layout", help="read --src as exactly this layout instead of detecting it")
     s.add_argument("--from", dest="source_framework", choices=("torch", "paddle"),
                    help="which framework's layout --src holds, when its format does not say (safetensors without metadata)")
     s.add_argument("--allow-missing", action="append", default=[], metavar="KEY_REGEX",
@@ -122,14 +127,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_file, resolve_target
+    from .errors import KeyMismatchError, OutputExistsError
 
     target = resolve_target(args.model, args.config)
-    result = convert_file(target, args.src, args.to, args.out, args.format, args.layout, args.source_layout,
-                          args.allow_missing, args.source_framework)
+    try:
+        result = convert_file(target, args.src, args.to, args.out, args.format, args.layout, args.source_layout,
+                              args.allow_missing, args.source_framework, force=args.force, dtype=args.dtype)
+    except OutputExistsError as exc:
+        path = getattr(exc, "path", None)
+        if path is None:
+            raise
+        if getattr(exc, "is_source", False):
+            raise OutputExistsError(f"--out {path} is --src; porthub never writes over its source: pass another --out") from None
+        raise OutputExistsError(f"{path} exists; nothing was written: pass another --out, or --force to overwrite it") from None
+    except KeyMismatchError as exc:
+        if "allow the keys you mean to leave out" not in str(exc):
+            raise
+        raise KeyMismatchError(str(exc).replace("allow the keys you mean to leave out as missing",
+                                                "--allow-missing KEY_REGEX for keys you mean to leave out")) from None
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"wrote {result['out']} ({result['tensors']} tensors, {result['from_layout']} -> {result['to_layout']})")
+        dtypes = "/".join(result["dtypes"]) or "no float"
+        print(f"wrote {result['out']}: {result['tensors']} tensors ({dtypes}), read as {result['read']}, "
+              f"written as {result['to_layout']}")
+        for note in result["notes"]:
+            print(f"note: {note}")
     return 0
 
 

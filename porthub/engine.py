@@ -9,25 +9,35 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .errors import KeyMismatchError, LayoutError
+from .errors import KeyMismatchError, LayoutError, UnknownLayoutError
+from .io.dtypes import as_bfloat16
 from .io.pdparams import PADDLE_NAME_TABLE
 from .spec import PADDLE, TORCH, FamilySpec, LayerKind, Layout
 
 __all__ = [
+    "CONTAINERS",
+    "LAYOUT_ALIASES",
+    "TRAINING_ENTRIES",
     "Manifest",
+    "Reading",
     "State",
+    "check_state",
+    "detect_layout",
+    "find_state",
+    "framework_keys",
+    "from_canonical",
+    "read_state",
+    "resolve_layout",
+    "strip_wrapper_prefixes",
+    "to_canonical",
     "unwrap",
     "wrap",
-    "to_canonical",
-    "from_canonical",
-    "detect_layout",
-    "check_state",
-    "framework_keys",
 ]
 
 State = "OrderedDict[str, np.ndarray]"
@@ -42,10 +52,10 @@ class Manifest:
     """The canonical keys of one model, in state-dict order, with shapes and dtypes."""
 
     name: str
-    entries: "OrderedDict[str, tuple[tuple[int, ...], str]]"
+    entries: OrderedDict[str, tuple[tuple[int, ...], str]]
 
     @classmethod
-    def from_list(cls, name: str, rows: Iterable[Sequence[Any]]) -> "Manifest":
+    def from_list(cls, name: str, rows: Iterable[Sequence[Any]]) -> Manifest:
         return cls(name, OrderedDict((str(r[0]), (tuple(int(n) for n in r[1]), str(r[2]))) for r in rows))
 
     def to_list(self) -> list[list[Any]]:
@@ -113,7 +123,7 @@ def _from_paddle(spec: FamilySpec, key: str, value: np.ndarray) -> list[tuple[st
     return out
 
 
-def canonical_keys(spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[int, ...], str]]) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
+def canonical_keys(spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[int, ...], str]]) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
     """A Paddle model's state-dict names and shapes as canonical ones."""
     out: OrderedDict = OrderedDict()
     for key, (shape, dtype) in paddle_entries.items():
@@ -122,7 +132,7 @@ def canonical_keys(spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[in
     return out
 
 
-def framework_keys(spec: FamilySpec, manifest: Manifest, framework: str) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
+def framework_keys(spec: FamilySpec, manifest: Manifest, framework: str) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
     """The manifest as the given framework's model names and shapes its state dict."""
     if framework == TORCH:
         return OrderedDict(manifest.entries)
@@ -146,7 +156,7 @@ def _is_state(obj: Any) -> bool:
     return isinstance(obj, Mapping) and all(isinstance(k, str) for k in obj) and any(isinstance(v, np.ndarray) for v in obj.values())
 
 
-def unwrap(raw: Any, layout: Layout) -> "OrderedDict[str, Any] | None":
+def unwrap(raw: Any, layout: Layout) -> OrderedDict[str, Any] | None:
     """The file-side state dict a layout finds in a loaded file, or None if the layout does not apply."""
     if not isinstance(raw, Mapping):
         return None
@@ -159,16 +169,13 @@ def unwrap(raw: Any, layout: Layout) -> "OrderedDict[str, Any] | None":
     return OrderedDict(raw) if _is_state(raw) else None
 
 
-def to_canonical(file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec) -> tuple["OrderedDict[str, np.ndarray]", list[str]]:
+def to_canonical(file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec) -> tuple[OrderedDict[str, np.ndarray], list[str]]:
     """File-side keys to canonical ones. Returns the canonical state and the file keys that no rule
     accounts for (reported as unexpected by :func:`check_state`)."""
     renames = {r.file: r.canonical for r in layout.renames}
     strays: list[str] = []
     state: OrderedDict = OrderedDict()
-    keys = list(file_state)
-    if keys and all(k.startswith("module.") for k in keys if k != PADDLE_NAME_TABLE):
-        # torch DistributedDataParallel saves; the official loaders strip this too
-        file_state = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in file_state.items())
+    file_state, _ = strip_wrapper_prefixes(file_state)
     for key, value in file_state.items():
         if key == PADDLE_NAME_TABLE and layout.framework == PADDLE:
             continue
@@ -187,6 +194,9 @@ def to_canonical(file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec
             key = layout.key_map[0](key)
         key = _rename(key, renames)
         if layout.framework == PADDLE:
+            if value.dtype == np.uint16:
+                # Paddle (and numpy) spell bfloat16 as uint16; no model of porthub has uint16 weights
+                value = as_bfloat16(value)
             for k, v in _from_paddle(spec, key, value):
                 state[k] = v
         else:
@@ -290,43 +300,148 @@ def _describe(mm: Mismatch, manifest: Manifest, layout: str) -> str:
         parts.append("dtype mismatch: " + "; ".join(f"{k} is {a}, model needs {b}" for k, a, b in mm.dtypes[:6]))
     where = f" (read as layout '{layout}')" if layout else ""
     return (f"checkpoint does not fit {manifest.name}{where}: " + " | ".join(parts)
-            + ". Is it a checkpoint of another variant? Pass the right model name, or --allow-missing KEY_REGEX for keys you mean to leave out")
+            + ". Is it a checkpoint of another variant? Name the right model, or allow the keys you mean to leave out as missing")
+
+
+#: containers a training or release save keeps its weights in, most preferred first: EMA weights
+#: first, as timm's loaders and the official SeaFormer loader take them (they are the reported ones)
+CONTAINERS = ("state_dict_ema", "model_ema", "state_dict", "model")
+#: top-level entries of training saves (timm, DeiT, Swin-style utils.save_checkpoint, mmcv) that hold
+#: no model weights: never read as part of a bare state dict (their tensors are never touched)
+TRAINING_ENTRIES = frozenset({
+    "meta", "optimizer", "lr_scheduler", "scheduler", "scaler", "amp", "amp_scaler", "epoch", "iter", "args",
+    "config", "max_accuracy", "metric", "version", "arch", "best_acc1", "step",
+})
+#: key prefixes of wrapped models: torch DistributedDataParallel / DataParallel and torch.compile
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: other names users know a family's layouts by (PaddleClas loads state dicts with the official keys,
+#: which is porthub's ``paddle`` layout)
+LAYOUT_ALIASES = {"paddleclas": "paddle"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What reading a checkpoint found: the layout, the canonical state, the container the weights
+    were in (None: a bare state dict), the wrapper prefixes stripped and the entries left unread."""
+
+    layout: Layout
+    state: OrderedDict[str, np.ndarray]
+    container: str | None
+    stripped: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f"'{self.container}' entry" if self.container else "bare state dict"
+        extra = f", {'/'.join(p.rstrip('.') for p in self.stripped)} prefix stripped" if self.stripped else ""
+        return f"{where}, layout {self.layout.name}{extra}"
+
+
+def strip_wrapper_prefixes(state: Mapping[str, Any]) -> tuple[OrderedDict[str, Any], tuple[str, ...]]:
+    """``state`` without the ``module.`` / ``_orig_mod.`` prefixes that every key carries (in any
+    nesting: ``module._orig_mod.``), and the prefixes removed."""
+    current: OrderedDict = state if isinstance(state, OrderedDict) else OrderedDict(state)
+    stripped: list[str] = []
+    while True:
+        keys = [k for k in current if k != PADDLE_NAME_TABLE]
+        prefix = next((p for p in WRAPPER_PREFIXES if keys and all(k.startswith(p) for k in keys)), None)
+        if prefix is None:
+            return current, tuple(stripped)
+        stripped.append(prefix)
+        current = OrderedDict((k.removeprefix(prefix), v) for k, v in current.items())
+
+
+def _no_state(raw: Any, family: str) -> LayoutError:
+    top = sorted(str(k) for k in raw)[:8] if isinstance(raw, Mapping) else type(raw).__name__
+    return LayoutError(
+        f"no {family} layout applies to this file: it holds no state dict (top-level entries: {top}); porthub reads "
+        f"the weights from {', '.join(repr(c) for c in CONTAINERS)} or a bare state dict"
+    )
+
+
+def find_state(raw: Any, family: str = "model") -> tuple[OrderedDict[str, Any], str | None, tuple[str, ...], tuple[str, ...]]:
+    """The one reading rule every family shares, by content: the weights of the first container of
+    :data:`CONTAINERS` that holds a state dict, else the file itself minus the training entries; then
+    wrapper prefixes stripped. Returns (file-side state, container, prefixes stripped, entries skipped).
+    Nothing outside the chosen state is looked at, so skipped tensors stay unread pages of the file."""
+    if not isinstance(raw, Mapping):
+        raise _no_state(raw, family)
+    container = next((name for name in CONTAINERS if _is_state(raw.get(name))), None)
+    if container is not None:
+        state: Mapping[str, Any] = raw[container]
+        skipped = tuple(str(k) for k in raw if k != container)
+    else:
+        state = OrderedDict((k, v) for k, v in raw.items() if not (k in TRAINING_ENTRIES and type(v) is not np.ndarray))
+        skipped = tuple(str(k) for k in raw if k not in state)
+        if not _is_state(state):
+            raise _no_state(raw, family)
+    file_state, stripped = strip_wrapper_prefixes(state)
+    return file_state, container, stripped, skipped
+
+
+def resolve_layout(spec: FamilySpec, name: str) -> Layout:
+    """The family's layout called ``name`` (or one of :data:`LAYOUT_ALIASES`)."""
+    for candidate in (name, LAYOUT_ALIASES.get(name.lower())):
+        if candidate and any(layout.name == candidate for layout in spec.layouts):
+            return spec.layout(candidate)
+    known = ", ".join(f"{layout.name} ({layout.framework})" for layout in spec.layouts)
+    aliases = ", ".join(f"{a} = {t}" for a, t in LAYOUT_ALIASES.items() if any(layout.name == t for layout in spec.layouts))
+    raise UnknownLayoutError(f"{spec.family} has no layout {name!r}; known layouts: {known}" + (f" (also: {aliases})" if aliases else ""))
+
+
+def _rank(layout: Layout, container: str | None, raw: Mapping[str, Any]) -> int:
+    """How well a layout's declared form matches what the file showed (lower first): its container
+    (or none for a bare file), then the extra entries it writes (mmcv's ``meta``)."""
+    fits = layout.containers == () if container is None else container in layout.containers
+    extras = all(k in raw for k in layout.extra) if layout.extra else False
+    return (0 if fits else 2) - (1 if extras else 0)
+
+
+def read_state(raw: Any, spec: FamilySpec, manifest: Manifest | None, frameworks: Sequence[str] = (TORCH, PADDLE),
+               layout: str | None = None, prefer: str | None = None, allow_missing: Sequence[str] = (),
+               task: str | None = None) -> Reading:
+    """Read ``raw`` (a loaded checkpoint) into the manifest's canonical keys and shapes.
+
+    :func:`find_state` takes the weights out of their container; then the family's layouts (key
+    prefixes, renames, key maps, constants, Paddle's layer-kind transforms) are tried, those whose
+    declared form matches the file's first (``prefer`` before all), until one reads exactly the
+    manifest. ``layout`` forces one layout (an unknown name raises :class:`UnknownLayoutError`
+    listing the known ones). With no manifest the first layout that applies wins. When none fits,
+    the error describes the closest one.
+    """
+    file_state, container, stripped, skipped = find_state(raw, spec.family)
+    if layout is not None:
+        candidates = [resolve_layout(spec, layout)]
+    else:
+        candidates = [c for c in spec.layouts if c.framework in frameworks and c.applies_to(task)]
+        candidates.sort(key=lambda c: (c.name != prefer, _rank(c, container, raw)))
+    if not candidates:
+        raise LayoutError(f"no {spec.family} layout holds {'/'.join(frameworks)} weights for a {task} model")
+    best: tuple[int, Layout, Mismatch] | None = None
+    for candidate in candidates:
+        state, strays = to_canonical(file_state, candidate, spec)
+        if manifest is None:
+            return Reading(candidate, state, container, stripped, skipped)
+        mm = compare(state, manifest, strays, allow_missing)
+        if mm.count == 0:
+            return Reading(candidate, _ordered_like(state, manifest), container, stripped, skipped)
+        if best is None or mm.count < best[0]:
+            best = (mm.count, candidate, mm)
+    if best is None:  # not reached: every candidate either returns or sets best
+        raise LayoutError(f"no {spec.family} layout applies to this file")
+    where = f"'{container}' entry" if container else "bare state dict"
+    raise KeyMismatchError(_describe(best[2], manifest, f"{best[1].name}, from the {where}"))
 
 
 def detect_layout(raw: Any, spec: FamilySpec, manifest: Manifest | None, frameworks: Sequence[str] = (TORCH, PADDLE),
                   prefer: str | None = None, allow_missing: Sequence[str] = (),
-                  task: str | None = None) -> tuple[Layout, "OrderedDict[str, np.ndarray]"]:
-    """The layout that reads ``raw`` into exactly the manifest's keys and shapes.
-
-    Layouts are tried in the spec's order (``prefer`` first). With no manifest the first layout that
-    applies wins. When none fits, the error describes the closest one.
-    """
-    candidates = [layout for layout in spec.layouts if layout.framework in frameworks and layout.applies_to(task)]
-    if prefer is not None:
-        candidates.sort(key=lambda layout: layout.name != prefer)
-    best: tuple[int, Layout, Mismatch] | None = None
-    for layout in candidates:
-        file_state = unwrap(raw, layout)
-        if file_state is None:
-            continue
-        state, strays = to_canonical(file_state, layout, spec)
-        if manifest is None:
-            return layout, state
-        mm = compare(state, manifest, strays, allow_missing)
-        if mm.count == 0:
-            return layout, _ordered_like(state, manifest)
-        if best is None or mm.count < best[0]:
-            best = (mm.count, layout, mm)
-    if best is None:
-        names = ", ".join(f"{layout.name} ({layout.framework})" for layout in candidates)
-        top = list(raw)[:6] if isinstance(raw, Mapping) else type(raw).__name__
-        raise LayoutError(
-            f"no {spec.family} layout applies to this file (top-level entries: {top}); known layouts: {names}"
-        )
-    raise KeyMismatchError(_describe(best[2], manifest, best[1].name))
+                  task: str | None = None) -> tuple[Layout, OrderedDict[str, np.ndarray]]:
+    """The layout that reads ``raw`` into exactly the manifest's keys and shapes, and the canonical
+    state (:func:`read_state` without the details of what was found)."""
+    found = read_state(raw, spec, manifest, frameworks, prefer=prefer, allow_missing=allow_missing, task=task)
+    return found.layout, found.state
 
 
-def _ordered_like(state: Mapping[str, np.ndarray], manifest: Manifest) -> "OrderedDict[str, np.ndarray]":
+def _ordered_like(state: Mapping[str, np.ndarray], manifest: Manifest) -> OrderedDict[str, np.ndarray]:
     out = OrderedDict((k, state[k]) for k in manifest.entries if k in state)
     for k, v in state.items():
         if k not in out:

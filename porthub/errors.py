@@ -14,6 +14,11 @@ __all__ = [
     "HubError",
     "IntegrityError",
     "InputError",
+    "CheckpointWriteError",
+    "OutputExistsError",
+    "ConversionError",
+    "UnknownLayoutError",
+    "OutputPathError",
 ]
 
 
@@ -61,3 +66,26 @@ class HubError(PorthubError, OSError):
 
 class IntegrityError(HubError):
     """A downloaded or cached file does not have the sha256 its config records."""
+
+
+class CheckpointWriteError(PorthubError, TypeError):
+    """Weights cannot be written in the requested format (a dtype or object the format has no place for)."""
+
+
+class OutputExistsError(PorthubError, FileExistsError):
+    """The output file exists (or is the source itself); nothing was written."""
+
+
+class ConversionError(PorthubError, ValueError):
+    """A conversion request that cannot be carried out (target, format, layout or dtype do not go together)."""
+
+
+class UnknownLayoutError(PorthubError, KeyError):
+    """A family has no layout of this name; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputPathError(PorthubError, FileNotFoundError):
+    """The output's directory does not exist (porthub does not create it: a typo would go unnoticed)."""

@@ -68,7 +68,7 @@ def two_sources(tmp_path_factory):
     expected = {}
     for src in (SRC, src_b):
         out = str(folder / f"expected_{os.path.basename(src)}.pdparams")
-        convert_file(target, src, "paddle", out=out)
+        convert_file(target, src, "paddle", out=out, force=True)
         expected[src] = _digest(out)
     assert len(set(expected.values())) == 2
     return target, [SRC, src_b], expected
@@ -77,17 +77,17 @@ def two_sources(tmp_path_factory):
 def test_sigkill_during_conversion_leaves_old_or_new_file(two_sources, tmp_path):
     target, sources, expected = two_sources
     out = str(tmp_path / "converted.pdparams")
-    convert_file(target, sources[0], "paddle", out=out)
+    convert_file(target, sources[0], "paddle", out=out, force=True)
 
     # How long one conversion takes here, so the kill delays span whole conversions.
     start = time.perf_counter()
-    convert_file(target, sources[1], "paddle", out=out)
+    convert_file(target, sources[1], "paddle", out=out, force=True)
     one = time.perf_counter() - start
 
     def loop() -> None:
         i = 0
         while True:
-            convert_file(target, sources[i % 2], "paddle", out=out)
+            convert_file(target, sources[i % 2], "paddle", out=out, force=True)
             i += 1
 
     rng = random.Random(10)
@@ -109,7 +109,7 @@ def test_sigkill_during_conversion_leaves_old_or_new_file(two_sources, tmp_path)
 
     state = load_checkpoint(out)
     assert len(state) > 100
-    convert_file(target, sources[0], "paddle", out=out)
+    convert_file(target, sources[0], "paddle", out=out, force=True)
     assert _partials(str(tmp_path)) == []
     assert _digest(out) == expected[sources[0]]
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointFormatError, CheckpointWriteError, ConversionError
 from .atomic import atomic_write
 from .pdparams import PADDLE_NAME_TABLE, read_pdparams, write_pdparams
 from .pth import read_pth, write_pth
@@ -79,18 +79,21 @@ def load_checkpoint(path: str, fmt: str | None = None) -> Any:
         return read_pdparams(path)
     if fmt == "safetensors":
         return read_safetensors(path)
-    raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise ConversionError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] | None = None) -> None:
-    """Write atomically: the destination is either untouched or complete."""
+def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] | None = None,
+                    overwrite: bool = True) -> None:
+    """Write atomically: the destination is either untouched or complete. With ``overwrite=False``
+    an existing destination (even one created while this write ran) is left as it is and
+    :class:`~porthub.errors.OutputExistsError` raised."""
     if fmt == "safetensors":
         if not isinstance(obj, Mapping) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-            raise TypeError("safetensors holds a flat {name: array} mapping only")
+            raise CheckpointWriteError("safetensors holds a flat {name: array} mapping only; write the state dict without its container")
     elif fmt not in ("pth", "pdparams"):
-        raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConversionError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
     try:
-        with atomic_write(path) as fh:
+        with atomic_write(path, overwrite=overwrite) as fh:
             if fmt == "pth":
                 write_pth(obj, fh)
             elif fmt == "pdparams":

@@ -17,11 +17,14 @@ writer still running, here or on another host, is never touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import socket
 import tempfile
 from typing import IO, Iterator
+
+from ..errors import OutputExistsError, PorthubError
 
 __all__ = ["atomic_write", "stale_temporaries", "durable"]
 
@@ -90,15 +93,30 @@ def durable() -> bool:
     return os.environ.get("PORTHUB_FSYNC", "") not in ("", "0", "false", "no")
 
 
+def _no_temporary_names(exc: OSError, path: str) -> OSError:
+    """The error of a failed write, naming the destination the caller asked for rather than the
+    hidden temporary the failure happened on."""
+    out = type(exc)(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
+    return out
+
+
 @contextlib.contextmanager
-def atomic_write(path: str) -> Iterator[IO[bytes]]:
+def atomic_write(path: str, overwrite: bool = True) -> Iterator[IO[bytes]]:
+    """Write ``path`` through a temporary beside it. ``overwrite=False`` publishes the result only if
+    ``path`` still does not exist when the write completes (a hard link cannot replace a file), and
+    raises :class:`~porthub.errors.OutputExistsError` otherwise."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    for old in stale_temporaries(path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(old)
-    mode = _default_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".partial", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        for old in stale_temporaries(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(old)
+        mode = _default_mode(path)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".partial", dir=directory)
+    except OSError as exc:
+        raise _no_temporary_names(exc, path) from None
     try:
         with os.fdopen(fd, "w+b") as fh:
             os.fchmod(fh.fileno(), mode)
@@ -106,7 +124,26 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
             fh.flush()
             if durable():
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError(f"{path} exists (it appeared during the write); nothing was written") from None
+            except OSError:
+                # a file system without hard links: check, then rename (a writer racing in between can still lose)
+                if os.path.lexists(path):
+                    raise OutputExistsError(f"{path} exists (it appeared during the write); nothing was written") from None
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, PorthubError) or tmp not in str(exc):
+            raise
+        raise _no_temporary_names(exc, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

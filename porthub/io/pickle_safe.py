@@ -25,13 +25,14 @@ from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, UnsafeCheckpointError
+from ..errors import CheckpointFormatError, CheckpointWriteError, ConversionError, UnsafeCheckpointError
 from .stream import write_array
 
 __all__ = [
     "SafeUnpickler",
     "PickleWriter",
     "Opaque",
+    "ConfigRecord",
     "safe_dtype",
     "scan_pickle",
     "finish_tree",
@@ -69,6 +70,34 @@ class Opaque:
 
     def __repr__(self) -> str:
         return f"Opaque({self.name})"
+
+
+class ConfigRecord(dict):
+    """An inert stand-in for a dict-based config object (yacs ``CfgNode``, ``EasyDict``, mmcv's
+    ``ConfigDict``) in a training checkpoint: the pickle fills it as the dict it is, and its instance
+    state (yacs' immutability flags, EasyDict's attribute mirror) is kept as data, never applied."""
+
+    __slots__ = ("state",)
+    name = "config"
+
+    def __setstate__(self, state: Any) -> None:
+        if state is not None and not isinstance(state, dict):
+            raise CheckpointFormatError(f"{self.name}: the pickled state of a config object is not a dict")
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"ConfigRecord({self.name}, {dict.__repr__(self)})"
+
+
+def _config_class(name: str) -> type:
+    return type(name.rsplit(".", 1)[-1], (ConfigRecord,), {"__slots__": (), "name": name})
+
+
+def _plain_set(items: Any = ()) -> set:
+    # protocol-2 pickles spell a set as set([items]); yacs keeps its deprecated/renamed keys in one
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, int, float, bool, type(None))) for i in items):
+        raise UnsafeCheckpointError("set() called with something other than a list of plain values")
+    return set(items)
 
 
 def _opaque_class(name: str) -> type:
@@ -297,6 +326,13 @@ BASIC_GLOBALS: dict[tuple[str, str], Any] = allowed({
     ("__builtin__", "bytes"): _empty_bytes,
     ("builtins", "bytes"): _empty_bytes,
     ("argparse", "Namespace"): _opaque_class("argparse.Namespace"),
+    ("types", "SimpleNamespace"): _opaque_class("types.SimpleNamespace"),
+    ("builtins", "set"): _plain_set,
+    ("__builtin__", "set"): _plain_set,
+    # plain-data config objects of training saves (CrossFormer and Focal keep a yacs CfgNode as 'config')
+    **{(module, cls): _config_class(f"{module}.{cls}") for module, cls in (
+        ("yacs.config", "CfgNode"), ("easydict", "EasyDict"), ("addict.addict", "Dict"),
+        ("mmcv.utils.config", "ConfigDict"), ("mmengine.config.config", "ConfigDict"))},
 })
 
 
@@ -722,7 +758,7 @@ class PickleWriter:
     def bytes_(self, value: bytes | memoryview) -> None:
         size = memoryview(value).nbytes
         if self.protocol < 3:
-            raise ValueError("bytes need pickle protocol 3 or later")
+            raise ConversionError("bytes need pickle protocol 3 or later")
         if size < 2**32:
             self.op(_P.BINBYTES + struct.pack("<I", size))
         else:
@@ -791,9 +827,9 @@ class PickleWriter:
         elif isinstance(obj, Mapping):
             self.mapping(obj)
         elif isinstance(obj, Opaque):
-            raise TypeError(f"cannot write {obj!r}: porthub does not re-emit opaque objects")
+            raise CheckpointWriteError(f"cannot write {obj!r}: porthub does not re-emit opaque objects; write the state dict alone")
         else:
-            raise TypeError(f"cannot pickle {type(obj).__name__} into a checkpoint")
+            raise CheckpointWriteError(f"cannot write a {type(obj).__name__} into a checkpoint; only containers, numbers, strings and arrays")
 
     def dump(self, obj: Any) -> None:
         self.op(_P.PROTO + bytes([self.protocol]))
@@ -806,7 +842,7 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     ``numpy.core`` so that numpy 1.x and 2.x both read it."""
     if arr.dtype.kind not in _NUMERIC_KINDS or arr.dtype.fields is not None or arr.dtype.subdtype is not None:
         # the reader refuses these, so writing one would only produce a file nobody can load
-        raise TypeError(f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors")
+        raise CheckpointWriteError(f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors")
     writer.global_("numpy.core.multiarray", "_reconstruct")
     writer.global_("numpy", "ndarray")
     writer.tuple_((0,))
@@ -832,7 +868,7 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     # the raw bytes are streamed (C order, little-endian) rather than copied out first: see io.stream
     size = arr.nbytes
     if writer.protocol < 3:
-        raise ValueError("bytes need pickle protocol 3 or later")
+        raise ConversionError("bytes need pickle protocol 3 or later")
     writer.op(_P.BINBYTES + struct.pack("<I", size) if size < 2**32 else _P.BINBYTES8 + struct.pack("<Q", size))
     write_array(writer.out, arr)
     writer.op(_P.TUPLE + _P.BUILD)

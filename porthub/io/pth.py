@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, UnsafeCheckpointError
+from ..errors import CheckpointFormatError, CheckpointWriteError, UnsafeCheckpointError
+from .dtypes import BFLOAT16, is_bfloat16
 from .mapped import map_file
 from .pickle_safe import (
     BASIC_GLOBALS, NUMPY_GLOBALS, Allowed, CopyBudget, Marker, PickleWriter, SafeUnpickler, allowed, finish_tree,
@@ -43,9 +44,12 @@ TORCH_DTYPES: dict[str, np.dtype] = {
     "ComplexDoubleStorage": np.dtype("<c16"),
 }
 #: torch storages numpy has no type for: named so the error says so instead of calling them unsafe
-_UNSUPPORTED_STORAGES = ("BFloat16Storage", "QInt8Storage", "QUInt8Storage", "QInt32Storage", "QUInt4x2Storage",
+_UNSUPPORTED_STORAGES = ("QInt8Storage", "QUInt8Storage", "QInt32Storage", "QUInt4x2Storage",
                          "QUInt2x4Storage", "Float8_e4m3fnStorage", "Float8_e5m2Storage")
 _STORAGE_OF = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+#: bfloat16 is carried as its raw 16-bit words (see porthub.io.dtypes); kept out of _STORAGE_OF, where
+#: it would compare equal to plain uint16
+_BFLOAT16_STORAGE = "BFloat16Storage"
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _MAX_PICKLE = 256 * 1024 * 1024
 
@@ -129,6 +133,7 @@ _TENSOR = Marker("torch.Tensor")
 _PARAMETER = Marker("torch.nn.Parameter")
 _STORAGE_TYPES: dict[tuple[str, str], Any] = allowed({
     **{("torch", name): Marker(name, dtype) for name, dtype in TORCH_DTYPES.items()},
+    ("torch", _BFLOAT16_STORAGE): Marker(_BFLOAT16_STORAGE, BFLOAT16),
     **{("torch", name): Marker(name) for name in _UNSUPPORTED_STORAGES},
 })
 
@@ -194,7 +199,8 @@ def read_pth(path: str) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[0], str) and pid[0] == "storage"):
             raise CheckpointFormatError(f"{source}: unexpected persistent id {pid!r:.80}")
         _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, Marker) or storage_type.name not in TORCH_DTYPES and storage_type.name not in _UNSUPPORTED_STORAGES:
+        if not isinstance(storage_type, Marker) or storage_type.name not in TORCH_DTYPES and storage_type.name not in (
+                _BFLOAT16_STORAGE, *_UNSUPPORTED_STORAGES):
             raise UnsafeCheckpointError(f"{source}: storage type {storage_type!r:.60} is not a torch storage class")
         if storage_type.dtype is None:
             raise CheckpointFormatError(
@@ -251,9 +257,9 @@ def _refuse_legacy(fh: IO[bytes], source: str) -> None:
 def _torch_array_hook(storages: list[np.ndarray]):
     def hook(writer: PickleWriter, arr: np.ndarray) -> None:
         dtype = np.dtype(arr.dtype).newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
-        name = _STORAGE_OF.get(dtype)
+        name = _BFLOAT16_STORAGE if is_bfloat16(arr) else _STORAGE_OF.get(dtype)
         if name is None:
-            raise TypeError(f"torch has no storage for numpy dtype {arr.dtype}")
+            raise CheckpointWriteError(f"torch has no tensor type for numpy dtype {arr.dtype}; cast the weights to a float type first")
         key = str(len(storages))
         storages.append(arr)
         shape = tuple(int(n) for n in arr.shape)

@@ -11,7 +11,8 @@ from typing import IO, Any, Mapping
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointFormatError, CheckpointWriteError
+from .dtypes import BFLOAT16, is_bfloat16
 from .mapped import map_file
 from .stream import write_array
 
@@ -24,6 +25,8 @@ _DTYPES = {
     "BOOL": np.dtype("?"),
 }
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
+# bfloat16 words (porthub.io.dtypes) compare equal to uint16, so BF16 is looked up apart from _CODES
+_DTYPES["BF16"] = BFLOAT16
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -105,11 +108,11 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadat
     arrays = []
     for name, arr in tensors.items():
         if not isinstance(arr, np.ndarray):
-            raise TypeError(f"safetensors entry {name!r} is {type(arr).__name__}, not an array")
+            raise CheckpointWriteError(f"safetensors entry {name} is {type(arr).__name__}, not an array")
         dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
-        code = _CODES.get(dtype)
+        code = "BF16" if is_bfloat16(arr) else _CODES.get(dtype)
         if code is None:
-            raise TypeError(f"safetensors has no dtype for {arr.dtype} (tensor {name!r})")
+            raise CheckpointWriteError(f"safetensors has no dtype for {arr.dtype} (tensor {name}); cast the weights to a float type first")
         header[name] = {"dtype": code, "shape": [int(n) for n in arr.shape], "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
         arrays.append(arr)
