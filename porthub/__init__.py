@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "from_pretrained"]
+__all__ = ["__version__", "create_model", "list_models", "from_pretrained", "convert", "read_checkpoint"]
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -53,3 +53,25 @@ def from_pretrained(repo_id_or_path: str, framework: str = "torch", **kwargs: An
     from .hub import from_pretrained as _from_pretrained
 
     return _from_pretrained(repo_id_or_path, framework, **kwargs)
+
+
+def convert(model: str, src: str, to: str, out: str | None = None, force: bool = False, **options: Any) -> dict[str, Any]:
+    """Convert the checkpoint ``src`` of ``model`` to ``to`` ("torch" or "paddle"), whatever container,
+    wrapper prefix or layout it was saved in; returns a summary (layout and container read, layout
+    written, tensors written, output path). ``out`` defaults to a name beside ``src`` that names no
+    existing file; an existing ``out`` is refused unless ``force``, and ``src`` is never written over.
+    ``options``: ``fmt``, ``layout``, ``from_layout``, ``dtype``, ``allow_missing``, ``config``
+    (see :func:`porthub.convert.convert`)."""
+    from .convert import convert as _convert
+
+    return _convert(model, src, to, out, force, **options)
+
+
+def read_checkpoint(path: str, model: str, **options: Any) -> tuple[Any, Any]:
+    """``(state, found)``: the canonical state dict of ``model`` (official PyTorch keys, numpy arrays)
+    in the checkpoint at ``path``, and what was found (``found.layout``, ``found.container``,
+    ``found.stripped``, ``found.dtypes``). ``options``: ``layout``, ``framework``, ``allow_missing``,
+    ``config`` (see :func:`porthub.convert.read_checkpoint`)."""
+    from .convert import read_checkpoint as _read
+
+    return _read(path, model, **options)

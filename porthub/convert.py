@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import types
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -399,3 +401,14 @@ def convert(model: str, src: str, to: str, out: str | None = None, force: bool =
     number of tensors written, the output path."""
     return convert_file(resolve_target(model, config), src, to, out, fmt, layout, from_layout, allow_missing,
                         source_framework, force=force, dtype=dtype)
+
+
+class _CallableModule(types.ModuleType):
+    """``porthub.convert`` is both this module and the API function :func:`convert`: importing the
+    submodule makes it the package's ``convert`` attribute, so the module itself calls :func:`convert`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

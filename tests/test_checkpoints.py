@@ -493,3 +493,10 @@ def test_python_api(tmp_path):
     back, found = read_checkpoint(str(tmp_path / "m.pdparams"), "shunted", config=CASE)
     assert found.layout == "paddle" and list(back) == list(state)
     assert all(isinstance(e, PorthubError) for e in (OutputExistsError("x"), OutputPathError("x")))
+    # the package-level names, before and after the porthub.convert module is imported
+    import porthub
+
+    result = porthub.convert("shunted", PTH, to="paddle", out=str(tmp_path / "n.pdparams"), config=CASE)
+    assert result["tensors"] == len(load_checkpoint(str(tmp_path / "n.pdparams")))
+    state2, found2 = porthub.read_checkpoint(result["out"], "shunted", config=CASE)
+    assert found2.layout == "paddle" and list(state2) == list(state)
