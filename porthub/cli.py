@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check that porthub's models match the official outputs, and each other")
     s.add_argument("model", nargs="?", help="registered model: compare PyTorch and Paddle at full size")
     s.add_argument("--reference", help="an official reference case JSON")
-    s.add_argument("--checkpoint", help="weights to use instead of the case's own (either framework's format)")
-    s.add_argument("--weights", help="with MODEL: weights to compare on (default: seeded random weights)")
+    s.add_argument("--weights", "--checkpoint", dest="weights", action="append", metavar="FILE",
+                   help="weights to compare on, either framework's file in any layout (default: the case's own "
+                   "with --reference, seeded random weights with MODEL); --checkpoint is the same option")
     s.add_argument("--input", metavar="IMAGE_OR_NPY",
                    help="with MODEL: a photo (preprocessed as the family evaluates) or a .npy array [N,3,H,W] (default: seeded noise)")
     s.add_argument("--report", metavar="DIR", help="with MODEL: write a per-layer JSON, Markdown and PNG report (both dtypes) into DIR")
@@ -156,20 +157,52 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_weights(args: argparse.Namespace) -> str | None:
+    """The one weights file of --weights/--checkpoint, checked to exist before any model is built."""
+    from .errors import InputError
+
+    given = sorted(set(args.weights or []))
+    if len(given) > 1:
+        raise InputError(f"--weights/--checkpoint given twice with different files ({', '.join(given)}); pass one")
+    if given and not os.path.isfile(given[0]):
+        raise FileNotFoundError(f"no such checkpoint: {given[0]}")
+    return given[0] if given else None
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from .errors import InputError
+
     frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
+    weights = _verify_weights(args)
+    if args.reference and args.model:
+        raise InputError("verify takes a MODEL or --reference CASE.json, not both")
     if args.reference and (args.input or args.report or args.topk):
-        raise ValueError("--input, --report and --topk go with MODEL, not --reference")
+        raise InputError("--input, --report and --topk go with MODEL, not --reference")
+    if args.topk < 0:
+        raise InputError("--topk must be a positive number of classes")
     if args.reference:
         from .verify import verify_reference
 
-        report = verify_reference(args.reference, frameworks, args.dtype, args.checkpoint, not args.no_features)
+        report = verify_reference(args.reference, frameworks, args.dtype, weights, not args.no_features)
     elif args.model:
         from .pairs import verify_pair
+        from .registry import resolve
 
-        report = verify_pair(args.model, args.dtype, args.weights, image=args.input, report_dir=args.report, topk=args.topk)
+        _spec, variant = resolve(args.model)
+        if args.topk and variant.task != "classification":
+            raise InputError(f"--topk lists classes of a classifier; {variant.name} is a {variant.task} model")
+        if args.framework != "both":
+            raise InputError(f"verify {variant.name} compares Paddle with PyTorch on the same weights, so it runs both "
+                             "frameworks; --framework torch/paddle goes with --reference")
+        if args.no_features and args.report:
+            raise InputError("--report is the per-layer comparison; it cannot go with --no-features")
+        if weights is None:
+            print(f"weights: seeded random (no --weights given); outputs{' and top classes' if args.topk else ''} "
+                  "are those of an untrained model", file=sys.stderr)
+        report = verify_pair(args.model, args.dtype, weights, image=args.input, report_dir=args.report, topk=args.topk,
+                             **({"features": False} if args.no_features else {}))
     else:
-        raise ValueError("verify needs a MODEL or --reference CASE.json")
+        raise InputError("verify needs a MODEL or --reference CASE.json")
     if args.json:
         print(json.dumps(report))
     else:

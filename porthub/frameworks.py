@@ -4,9 +4,14 @@ run it with forward hooks."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import os
 import re
+import sys
+import warnings
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
@@ -63,19 +68,55 @@ def paddle_cpu_settings() -> None:
 
     Both act only if this runs before ``import paddle``.
     """
-    os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+    global _OMP_SET_BY_PORTHUB
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(_threads())
+        _OMP_SET_BY_PORTHUB = True
     if "MKL_DEBUG_CPU_TYPE" not in os.environ and _amd_with_avx2():
         os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
 
 
+#: whether OMP_NUM_THREADS is porthub's setting (then Paddle's warning about it is porthub's doing)
+_OMP_SET_BY_PORTHUB = False
+#: what importing Paddle prints that is no problem of the user's: the C++-extension helper's note that
+#: ccache is absent (porthub compiles nothing), and the OMP_NUM_THREADS warning porthub's own setting causes
+_PADDLE_IMPORT_NOISE = re.compile(
+    r"WARNING: OMP_NUM_THREADS set to \d+, not 1\..*\n|PLEASE USE OMP_NUM_THREADS WISELY\.\n"
+)
+
+
+def _import_paddle() -> Any:
+    """``import paddle`` without the noise it makes, and with the logging configuration as it was:
+    Paddle installs a handler on the root logger at INFO, which makes every library's INFO lines
+    (matplotlib, httpx) print. Anything else Paddle writes to stderr while importing is passed on."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(captured):
+            warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+            module = importlib.import_module(PADDLE)
+    finally:
+        text = captured.getvalue()
+        if _OMP_SET_BY_PORTHUB:
+            text = _PADDLE_IMPORT_NOISE.sub("", text)
+        if text:
+            sys.stderr.write(text)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    return module
+
+
 def import_framework(framework: str) -> Any:
-    """Import torch or paddle; paddle after :func:`paddle_cpu_settings`."""
+    """Import torch or paddle; paddle after :func:`paddle_cpu_settings`, quietly (see :func:`_import_paddle`)."""
     if framework not in (TORCH, PADDLE):
         raise ValueError(f"framework must be 'torch' or 'paddle', not {framework!r}")
     if framework == PADDLE:
         paddle_cpu_settings()
     try:
-        module = importlib.import_module(framework)
+        module = _import_paddle() if framework == PADDLE and PADDLE not in sys.modules else importlib.import_module(framework)
     except ImportError as exc:
         raise FrameworkMissingError(f"{framework} is not installed; {_INSTALL[framework]}") from exc
     return module

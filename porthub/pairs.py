@@ -124,13 +124,29 @@ def layer_report(name: str, weights: str | None = None, image: str | None = None
     return ModelReport(variant.name, spec.family, weights or "seeded", described, comparisons, variant.num_classes)
 
 
+def _outputs_only(spec: FamilySpec, ref: ModelRef, state: Mapping[str, np.ndarray], x: np.ndarray, dtype: str,
+                  name: str) -> tuple[Any, Any]:
+    """Both frameworks' final outputs, without per-layer hooks (one model in memory at a time)."""
+    from .frameworks import build_model, load_state, run_model
+
+    outputs = []
+    for framework in (TORCH, PADDLE):
+        model = build_model(spec, ref, framework, dtype)
+        load_state(model, state, spec, framework, name)
+        outputs.append(run_model(model, x, framework, dtype)[0])
+        del model
+    return outputs[0], outputs[1]
+
+
 def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, batch: int = 1,
-                image: str | None = None, report_dir: str | None = None, topk: int = 0) -> dict[str, Any]:
+                image: str | None = None, report_dir: str | None = None, topk: int = 0,
+                features: bool = True) -> dict[str, Any]:
     """Run both frameworks on one state (seeded, or read from ``weights``) and one input (seeded, or
     ``image``), compare the outputs and every module's output (see :mod:`porthub.report`).
 
     ``report_dir``: also run the other dtype and write the JSON, Markdown and PNG report there.
     ``topk``: add both frameworks' top classes side by side to the notes.
+    ``features=False``: compare the final output only (no per-layer hooks, no report).
     """
     from .report import compare_layers, topk_lines, write_report
 
@@ -139,17 +155,21 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
     # the input first: a bad image path fails before any model is built
     x, described = pair_input(name, image, batch)
     state = pair_state(name, weights)
-    layers = compare_layers(spec, ref, state, x, dtype, variant.name)
-    ref_out = _final(layers.torch_output)
+    layers = compare_layers(spec, ref, state, x, dtype, variant.name) if features else None
+    torch_out, paddle_out = (layers.torch_output, layers.paddle_output) if layers else _outputs_only(spec, ref, state, x, dtype, variant.name)
+    ref_out = _final(torch_out)
     tol = spec.tolerance(PADDLE).for_dtype(dtype) * max(1.0, float(np.abs(ref_out).max()))
-    diff = max_abs_diff(_final(layers.paddle_output), ref_out)
+    diff = max_abs_diff(_final(paddle_out), ref_out)
     same = roundtrip_identical(state, spec, ref.kwargs, variant.release_layout)
     result = Comparison(PADDLE, "output", diff, tol, diff <= tol, dtype)
-    first = layers.first_divergence
-    worst = layers.worst()
+    first = layers.first_divergence if layers else None
+    worst = layers.worst() if layers else None
     notes = [f"official -> paddle -> official: {'identical' if same else 'NOT identical'} ({len(state)} tensors)",
-             "paddle compared with torch on the same weights and input"]
-    if first is None:
+             "paddle compared with torch on the same weights and input"
+             + ("" if weights else " (seeded random weights: an untrained model's outputs)")]
+    if layers is None:
+        notes.append("per layer: not compared (final output only)")
+    elif first is None:
         notes.append(f"per layer: all {len(layers.layers)} module calls within tolerance"
                      + ("" if worst is None else f" (worst local: {worst.key} {worst.max_abs:.2e}, limit {worst.limit:.1e})"))
     else:
@@ -164,14 +184,14 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
         "roundtrip_identical": same,
         "results": [result.as_dict()],
         "first_divergence": None if first is None else first.key,
-        "layers": layers.as_dict(),
+        "layers": layers.as_dict() if layers else None,
         "notes": notes,
     }
     if topk:
-        lines = topk_lines(ref_out, _final(layers.paddle_output), topk)
+        lines = topk_lines(ref_out, _final(paddle_out), topk)
         out["topk"] = lines
         notes.extend(lines)
-    if report_dir:
+    if report_dir and layers is not None:
         report = layer_report(name, weights, image, ("float32", "float64"), batch, done={dtype: layers})
         paths = write_report(report, report_dir)
         out["report_files"] = paths

@@ -500,3 +500,55 @@ def test_python_api(tmp_path):
     assert result["tensors"] == len(load_checkpoint(str(tmp_path / "n.pdparams")))
     state2, found2 = porthub.read_checkpoint(result["out"], "shunted", config=CASE)
     assert found2.layout == "paddle" and list(state2) == list(state)
+
+
+# ------------------------------------------------------------------------------- verify flags
+def test_verify_refuses_impossible_combinations_before_any_work(tmp_path):
+    for args, words in ((("shunted_t", "--checkpoint", str(tmp_path / "nope.pth")), "no such checkpoint"),
+                        (("--reference", os.path.join(DATA, "shunted", "mini_a.json"), "--weights", str(tmp_path / "nope.pth")),
+                         "no such checkpoint"),
+                        (("seaformer_seg_tiny", "--topk", "5"), "segmentation model"),
+                        (("shunted_t", "--framework", "torch"), "--reference"),
+                        (("shunted_t", "--weights", PTH, "--checkpoint", CASE), "pass one")):
+        p = _porthub("verify", *args)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and words in p.stderr, (args, p.stderr)
+
+
+def test_verify_reference_honours_checkpoint_and_framework(tmp_path):
+    """--checkpoint replaces the case's weights: other weights make the comparison fail."""
+    other = tmp_path / "other.pth"
+    save_checkpoint({k: (v * 1.5 if v.dtype.kind == "f" else v) for k, v in load_checkpoint(PTH).items()}, str(other), "pth")
+    p = _porthub("verify", "--reference", CASE, "--checkpoint", str(other), "--framework", "torch", "--no-features", "--json")
+    report = json.loads(p.stdout)
+    assert p.returncode == 1 and not report["ok"] and {r["framework"] for r in report["results"]} == {"torch"}
+
+
+def test_verify_model_without_features_says_weights_are_seeded():
+    p = _porthub("verify", "shunted_t", "--no-features")
+    assert p.returncode == 0, p.stderr
+    assert "seeded random" in p.stderr and "per layer: not compared" in p.stdout
+
+
+def test_importing_paddle_through_porthub_is_quiet_but_not_silent(tmp_path):
+    """A stand-in paddle package that makes Paddle's noise and one real message: only the real one
+    reaches stderr, and the root logger is as it was."""
+    fake = tmp_path / "paddle"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import logging, os, sys, warnings\n"
+        "n = int(os.environ.get('OMP_NUM_THREADS', '1'))\n"
+        "if n > 1:\n"
+        "    print(f'WARNING: OMP_NUM_THREADS set to {n}, not 1. The computation speed will not be optimized.', file=sys.stderr)\n"
+        "    print('PLEASE USE OMP_NUM_THREADS WISELY.', file=sys.stderr)\n"
+        "warnings.warn('No ccache found. Please be aware that recompiling all source files may be required.')\n"
+        "print('a real problem', file=sys.stderr)\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+    )
+    code = ("import logging; from porthub.frameworks import import_framework; import_framework('paddle'); "
+            "print(len(logging.getLogger().handlers), logging.getLogger().level)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(tmp_path) + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "a real problem\n", p.stderr
+    assert p.stdout.split() == ["0", "30"]
