@@ -252,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return _COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # the reader went away (`porthub info X | head`): not an error of the command; later writes
+        # (the interpreter's flush at exit) go nowhere instead of failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (PorthubError, OSError, ValueError, KeyError, ImportError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"porthub: error: {msg}", file=sys.stderr)

@@ -552,3 +552,12 @@ def test_importing_paddle_through_porthub_is_quiet_but_not_silent(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stderr == "a real problem\n", p.stderr
     assert p.stdout.split() == ["0", "30"]
+
+
+def test_a_closed_pipe_is_not_an_error_message():
+    """`porthub list | head -1`: the reader stops early; porthub says nothing about it."""
+    reader = subprocess.Popen([sys.executable, "-m", "porthub.cli", "list", "--aliases"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader.stdout.close()  # what `head -1` does after its line, here before porthub writes anything
+    _, err = reader.communicate(timeout=120)
+    assert b"Broken pipe" not in err and b"Traceback" not in err, err
