@@ -89,3 +89,20 @@ class UnknownLayoutError(PorthubError, KeyError):
 
 class OutputPathError(PorthubError, FileNotFoundError):
     """The output's directory does not exist (porthub does not create it: a typo would go unnoticed)."""
+
+
+class AIStudioTokenError(HubError, PermissionError):
+    """AI Studio needs an access token and none was found, or the one given was refused."""
+
+
+class ReadmeRejectedError(HubError):
+    """AI Studio did not take the model card (its YAML front matter failed AI Studio's check)."""
+
+
+class HubUnreachableError(HubError, ConnectionError):
+    """A hub could not be reached (network down or wrong host) and no cached copy answers."""
+
+
+class SourceUnavailableError(HubError, FileNotFoundError):
+    """No catalogued location gave a variant's official file (offline, unreachable, or manual only); the
+    message lists what was tried and the steps to provide the file by hand."""

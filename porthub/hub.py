@@ -45,6 +45,7 @@ __all__ = [
     "model_from_config",
     "pretrained_state",
     "from_pretrained",
+    "hub_order",
 ]
 
 #: the organisation porthub publishes the registered variants under
@@ -246,27 +247,73 @@ def model_from_config(config: Mapping[str, Any], framework: str = TORCH, dtype: 
     return build_model(spec, ModelRef(str(config["architecture"]), dict(config["constructor_kwargs"])), framework, dtype)
 
 
+#: the hubs pretrained weights are looked for in, in this order unless PORTHUB_HUBS says otherwise
+HUBS = ("local", "hf", "aistudio")
+
+
+def hub_order() -> list[str]:
+    """``PORTHUB_HUBS`` (comma-separated, default ``local,hf,aistudio``) as a list of hub names."""
+    raw = os.environ.get("PORTHUB_HUBS", ",".join(HUBS))
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if not names or any(n not in HUBS for n in names):
+        raise HubError(f"PORTHUB_HUBS={raw!r} must name hubs from {', '.join(HUBS)}, comma-separated, "
+                       "e.g. local,hf,aistudio")
+    return names
+
+
 def pretrained_state(variant_name: str, framework: str = TORCH, revision: str | None = None,
                      repo_id: str | None = None) -> "OrderedDict[str, np.ndarray]":
-    """The published weights of a registered variant as a canonical numpy state dict."""
-    fetched = fetch(repo_id or default_repo_id(variant_name), (framework,), revision)
-    if fetched.config.get("variant") != variant_name:
-        raise HubError(f"{fetched.where} holds {fetched.config.get('variant')!r}, not {variant_name!r}; "
-                       "pass the repository of this model")
-    name = files_for(fetched.config, (framework,))[0]
-    return read_weights(fetched.paths[name], fetched.config, framework)
+    """The published weights of a registered variant as a canonical numpy state dict, from the first hub
+    of :func:`hub_order` that has them (a file failing its sha256 stops the search)."""
+    repo = check_repo_id(repo_id or default_repo_id(variant_name))
+    failures = []
+    for hub in hub_order():
+        try:
+            if hub == "aistudio":
+                from .hub_aistudio import pretrained_state as from_aistudio
+
+                return from_aistudio(variant_name, framework, revision, repo)
+            folder = local_repo_dir(repo, revision)
+            if hub == "local":
+                if not os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+                    failures.append(f"local hub: no {repo} in {folder}")
+                    continue
+                fetched = _fetch_folder(folder, (framework,), f"local hub repository {repo}")
+            else:
+                from .hub_remote import remote_fetch
+
+                fetched = remote_fetch(repo, (framework,), check_revision(revision), None, local_folder=folder)
+            if fetched.config.get("variant") != variant_name:
+                raise HubError(f"{fetched.where} holds {fetched.config.get('variant')!r}, not {variant_name!r}; "
+                               "pass the repository of this model")
+            name = files_for(fetched.config, (framework,))[0]
+            return read_weights(fetched.paths[name], fetched.config, framework)
+        except IntegrityError:
+            raise
+        except HubError as exc:
+            failures.append(f"{hub}: {exc}")
+    raise HubError(f"no published weights of {variant_name} in {', '.join(hub_order())} "
+                   f"({' | '.join(failures)})")
 
 
 def from_pretrained(repo_id_or_path: str, framework: str = TORCH, revision: str | None = None,
-                    dtype: str = "float32", endpoint: str | None = None) -> Any:
-    """The model of a porthub repository, built from its config.json, weights loaded strictly."""
+                    dtype: str = "float32", endpoint: str | None = None, hub: str | None = None) -> Any:
+    """The model of a porthub repository, built from its config.json, weights loaded strictly.
+    ``hub="aistudio"`` reads it from AI Studio (its Paddle weights serve either framework)."""
     from .frameworks import load_state
     from .registry import get_spec
 
-    fetched = fetch(repo_id_or_path, (framework,), revision, endpoint)
+    if hub == "aistudio":
+        from .hub_aistudio import fetch as aistudio_fetch
+
+        fetched, stored = aistudio_fetch(repo_id_or_path, (framework,), revision), PADDLE
+    elif hub in (None, "local", "hf"):
+        fetched, stored = fetch(repo_id_or_path, (framework,), revision, endpoint, local=hub != "hf"), framework
+    else:
+        raise HubError(f"hub {hub!r} is not one of local, hf, aistudio")
     config = fetched.config
     model = model_from_config(config, framework, dtype)
-    name = files_for(config, (framework,))[0]
-    state = read_weights(fetched.paths[name], config, framework)
+    name = files_for(config, (stored,))[0]
+    state = read_weights(fetched.paths[name], config, stored)
     load_state(model, state, get_spec(str(config["family"])), framework, str(config.get("variant", repo_id_or_path)))
     return model

@@ -34,6 +34,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     where = result.get("path") or f"{result.get('endpoint')} (commit {result.get('commit')})"
+    if result.get("hub") == "aistudio":
+        where = f"AI Studio {result.get('endpoint')} ({'created' if result.get('created') else 'updated'})"
     print(f"published {result['repo_id']}@{result['revision']} to {where}")
     for r in result["equivalence"]:
         print(f"  {r['framework']:<7} {r['file']:<26} {r['dtype']:<8} max|diff| vs source {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e})")
@@ -49,7 +51,12 @@ def cmd_download(args: argparse.Namespace) -> int:
         looks_like_repo = "/" in args.model or os.path.isdir(args.model)
         target = args.model if looks_like_repo else default_repo_id(resolve(args.model)[1].name)
     frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
-    fetched = fetch(target, frameworks, args.revision, args.hub)
+    if args.hub == "aistudio":
+        from .hub_aistudio import fetch as aistudio_fetch
+
+        fetched = aistudio_fetch(target, frameworks, args.revision)
+    else:
+        fetched = fetch(target, frameworks, args.revision, args.hub)
     if args.json:
         print(json.dumps({"repo": target, "where": fetched.where, "source": fetched.source, "commit": fetched.commit,
                           "paths": fetched.paths}))

@@ -175,12 +175,15 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
 
 
 def resolve_hub(hub: str | None) -> tuple[str, str]:
-    """``("local", folder)`` or ``("hf", endpoint)`` for ``--hub``: nothing or ``local`` (PORTHUB_HOME),
-    a folder, ``hf`` (HF_ENDPOINT) or an http(s) URL of a Hub endpoint."""
+    """``("local", folder)``, ``("hf", endpoint)`` or ``("aistudio", "")`` for ``--hub``: nothing or ``local``
+    (PORTHUB_HOME), a folder, ``hf`` (HF_ENDPOINT), an http(s) URL of a Hub endpoint, or ``aistudio``
+    (AI Studio, STUDIO_GIT_HOST)."""
     if hub in (None, "", "local"):
         return "local", hub_home()
     if hub == "hf":
         return "hf", ""
+    if hub == "aistudio":
+        return "aistudio", ""
     if hub.startswith(("http://", "https://")):
         return "hf", hub
     return "local", os.path.abspath(os.path.expanduser(hub))
@@ -220,6 +223,11 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
     repo_id = check_repo_id(repo_id or default_repo_id(variant.name))
     revision = check_revision(revision)
     kind, dest = resolve_hub(hub)
+    if kind == "aistudio":
+        from .hub_aistudio import check_publishable
+
+        # no token, no client or a bad name: say so before the (slow) conversion and verification
+        check_publishable(repo_id, revision)
     staging_root = os.path.join(dest, ".staging") if kind == "local" else None
     if staging_root:
         os.makedirs(staging_root, exist_ok=True)
@@ -229,6 +237,10 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
         if kind == "local":
             where = publish_local(folder, repo_id, revision, dest)
             result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
+        elif kind == "aistudio":
+            from .hub_aistudio import publish as aistudio_publish
+
+            result = aistudio_publish(folder, repo_id, revision=revision, private=private, progress=progress)
         else:
             from .hub_remote import remote_publish
 

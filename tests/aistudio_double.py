@@ -263,8 +263,10 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query).items()}
+        # uploads and the (possibly slow) statistics run outside the lock that orders repository changes
+        unlocked = method == "PUT" or path in ("/modelcenter/v2/statistic/repo", "/studio-dot/report")
         try:
-            with self.double.lock if method != "PUT" else contextlib.nullcontext():
+            with contextlib.nullcontext() if unlocked else self.double.lock:
                 self._dispatch(method, path, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -281,7 +283,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._check_yaml()
         if method == "POST" and path in ("/modelcenter/v2/statistic/repo", "/studio-dot/report"):
             body = self._json_body()
-            self.double.statistics.append({"path": path, "body": body})
+            with self.double.lock:
+                self.double.statistics.append({"path": path, "body": body})
             time.sleep(self.double.stats_delay)
             return self._studio(0)
         lfs = re.fullmatch(r"/([^/]+)/([^/]+)\.git/info/lfs/objects/batch", path)
@@ -634,7 +637,8 @@ GUARDED_CLI = (
 #: ``python -c GUARDED_PY FILE ARGS...`` runs a Python file under the guard
 GUARDED_PY = GUARDED_CLI.replace("sys.argv = ['porthub', *sys.argv[1:]]\nrunpy.run_module('porthub.cli', "
                                  "run_name='__main__')\n",
-                                 "path = sys.argv[1]\nsys.argv = sys.argv[1:]\nrunpy.run_path(path, run_name='__main__')\n")
+                                 "path = sys.argv[1]\nsys.argv = sys.argv[1:]\n"
+                                 "runpy.run_path(path, run_name='__main__')\n")
 
 
 def main() -> int:
