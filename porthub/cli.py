@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="registered model (see `porthub list`)")
     s.add_argument("--weights", required=True, help="the checkpoint to publish (official release, or either framework's file)")
     s.add_argument("--repo-id", help="ORG/NAME of the repository (default: porthub/MODEL)")
-    s.add_argument("--hub", metavar="DEST", help="local (default: PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL")
+    s.add_argument("--hub", metavar="DEST", help="local (default: PORTHUB_HOME), a folder, hf (HF_ENDPOINT), "
+                   "a Hub URL, or aistudio (AI Studio: AISTUDIO_ACCESS_TOKEN, repository id <your AI Studio namespace>/NAME)")
     s.add_argument("--revision", help="branch to publish to (default: main)")
     s.add_argument("--private", action="store_true", help="create the Hub repository private")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both", help="whose weights to fetch")
     s.add_argument("--repo-id", help="ORG/NAME to fetch MODEL from (default: porthub/MODEL)")
     s.add_argument("--revision", help="branch, tag or commit to pin")
-    s.add_argument("--hub", metavar="URL", help="Hub endpoint (default: HF_ENDPOINT); the local hub is always asked first")
+    s.add_argument("--hub", metavar="URL", help="Hub endpoint (default: HF_ENDPOINT; the local hub is asked first), "
+                   "or aistudio to fetch from AI Studio (Paddle weights, for either framework)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
