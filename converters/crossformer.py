@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub list` must not pay for it
     import numpy as np
 
+from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
 
 __all__ = [
@@ -368,6 +369,58 @@ VARIANTS = (
              "unknown (BaiduCloud only)", "official"),
 )
 
+_REPO_AT = f"cheerss/CrossFormer @ {OFFICIAL_COMMIT_MAIN[:7]}"
+_AT = f"{_REPO_AT}, README.md"
+# variant -> (file name, name read in an official file?, Drive id or "", Baidu share id, extraction code)
+_CROSS_FILES = {
+    "crossformer_tiny": ("crossformer-t.pth", False, "1YSkU9enn-ITyrbxLH13zNcBYvWSEidfq", "1M45YXZgVvp6Ew9DO8UhdlA",
+                         "nkju"),
+    "crossformer_small": ("crossformer-s.pth", True, "1RAkigsgr33va0RZ85S2Shs2BhXYcS6U8", "1Xf4MXfb_soCnJFBeNDmoQQ",
+                          "fgqj"),
+    "crossformer_base": ("crossformer-b.pth", False, "1bK8biVCi17nz_nkt7rBfio_kywUpllSU", "1f5dH__UGDXb-HoOPHT5p0A",
+                         "7md9"),
+    "crossformer_large": ("crossformer-l.pth", False, "1zRWByVW_KIZ87NgaBkDIm60DAsGJErdG", "1YJLeHy_cxLBrZLklQBCA_A",
+                          "cc89"),
+    # CrossFormer++ file names are printed nowhere: these are porthub's names for the downloads
+    "crossformer_pp_small": ("crossformer_pp_small.pth", False, "", "1smc_kRoogd0Ig5vfqwuGTA", "crsf"),
+    "crossformer_pp_base": ("crossformer_pp_base.pth", False, "", "13XVP0ebtNcyRMmkl11ALYg", "crsf"),
+    "crossformer_pp_large": ("crossformer_pp_large.pth", False, "", "1xtPh-ndcOxRM7fPYYxIIRg", "crsf"),
+    "crossformer_pp_huge": ("crossformer_pp_huge.pth", False, "", "1xtPh-ndcOxRM7fPYYxIIRg", "crsf"),
+}
+
+
+def _release(variant: Variant) -> Release:
+    file_name, name_read, drive, baidu, code = _CROSS_FILES[variant.name]
+    paper_name = variant.aliases[1]
+    locations = ((Location(SourceKind.GDRIVE, drive, filename=file_name),) if drive else ()) + (
+        Location(SourceKind.BAIDU, f"https://pan.baidu.com/s/{baidu}" + ("?pwd=crsf" if not drive else ""), code=code),)
+    shared = [other for other, row in _CROSS_FILES.items() if other != variant.name and row[3] == baidu]
+    drive_text = f"Google Drive {drive} and " if drive else ""
+    verified = [f"{drive_text}BaiduCloud {baidu} key {code} for {paper_name} ({_AT})",
+                f"top-1 {variant.meta['top1']}% ({_AT}, Image Classification table)",
+                f"MIT (cheerss/CrossFormer @ {OFFICIAL_COMMIT_MAIN[:7]}, LICENSE)",
+                (f"{{'model': ...}} wrapping: the detection/segmentation READMEs do ckpt['model'] on crossformer-s.pth "
+                 f"({_REPO_AT}, detection/README.md)")]
+    if name_read:
+        verified.append(f"file name {file_name} ({_REPO_AT}, detection/README.md and segmentation/README.md)")
+    unverified = ["size and sha256: not published",
+                  "whether the file still holds optimizer/config entries besides 'model' (file not inspected)"]
+    if not name_read:
+        unverified.append(f"file name {file_name}: " + ("by the pattern of crossformer-s.pth" if drive else
+                                                        "not printed anywhere; porthub's name for the download"))
+    notes = []
+    if shared:
+        notes.append(f"the official README links {paper_name} to the same Baidu file as {', '.join(shared)}: "
+                     "it may not be this model's file; porthub checks every key and shape and refuses a file of "
+                     "another model")
+    return Release(file_name=file_name, wrapping=Wrapping.MODEL, locations=locations, licence=LICENCE,
+                   accuracy=Accuracy("top1", float(variant.meta["top1"]), "ImageNet-1k",
+                                     f"{_AT} (Image Classification table)", "224, resize 256 bicubic, crop 224"),
+                   verified=tuple(verified), unverified=tuple(unverified), notes=tuple(notes))
+
+
+SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
+
 
 def _is_backbone(constructor: str) -> bool:
     return "backbone" in constructor.lower()
@@ -467,4 +520,5 @@ SPEC = FamilySpec(
     # data/build.py build_transform (eval, TEST.CROP=True): Resize(int(256/224 * 224)), bicubic
     # (DATA.INTERPOLATION), CenterCrop(224), timm IMAGENET_DEFAULT_MEAN/STD
     preprocessing=IMAGENET_EVAL_224,
+    sources=SOURCES,
 )

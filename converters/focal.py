@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/microsoft/Focal-Transformer"
@@ -237,6 +238,36 @@ def input_rule(ref: ModelRef) -> InputRule:
     return InputRule(channels=int(kwargs.get("in_chans", 3)), multiple_of=multiple, fixed_size=fixed, why=f"{broken}; {why}" if broken else why)
 
 
+_AT = f"microsoft/Focal-Transformer @ {OFFICIAL_COMMIT[:7]}"
+
+
+def _release(variant: Variant) -> Release:
+    file_name = str(variant.meta["checkpoint_file"])
+    v2 = variant.name.startswith("focalv2")
+    line = str(variant.meta["accuracy_source"]).split(",")[0]
+    return Release(
+        file_name=file_name,
+        # v1: utils.load_checkpoint wraps a file named *focal* that has no 'model' key, i.e. the released
+        # v1 files are bare; third-party loaders read focalv2 files with ['model']. porthub reads either.
+        wrapping=Wrapping.MODEL if v2 else Wrapping.BARE,
+        locations=(Location(SourceKind.URL, str(variant.meta["checkpoint_url"]),
+                            note="the storage account answers PublicAccessNotPermitted since 2024 (issue #27)"),),
+        licence=LICENCE,
+        accuracy=Accuracy("top1", float(variant.meta["top1"]), "ImageNet-1k", f"{_AT}, {line}",
+                          "224, resize 256 bicubic, crop 224"),
+        verified=(f"URL {variant.meta['checkpoint_url']} ({_AT}, {line})",
+                  f"top-1 {variant.meta['top1']} / top-5 {variant.meta['top5']} ({_AT}, {line})",
+                  f"MIT ({_AT}, LICENSE)",
+                  f"utils.py load_checkpoint accepts a bare state dict for files named *focal* ({_AT}, utils.py)"),
+        unverified=(("{'model': ...} wrapping: third-party loaders only; file not inspected" if v2 else
+                     "bare state dict: inferred from utils.py's special case; file not inspected"),
+                    "size and sha256: not published"),
+    )
+
+
+SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
+
+
 SPEC = FamilySpec(
     family="focal",
     title="Focal Transformer / Focal-fast",
@@ -252,4 +283,5 @@ SPEC = FamilySpec(
     licence=LICENCE,
     # config.py + data/build.py (eval): Resize(int(256/224 * 224) = 256, bicubic), CenterCrop(224), timm ImageNet mean/std
     preprocessing=IMAGENET_EVAL_224,
+    sources=SOURCES,
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
 
 OFFICIAL_REPO = "https://github.com/fudan-zvg/SeaFormer"
@@ -348,6 +349,61 @@ def input_rule(ref: ModelRef) -> InputRule:
     return InputRule(channels=3, why="the stem convolution is built for 3 channels")
 
 
+_CLS_AT = f"fudan-zvg/SeaFormer @ {OFFICIAL_COMMIT[:7]}, seaformer-cls/README.md"
+_SEG_AT = f"fudan-zvg/SeaFormer @ {OFFICIAL_COMMIT[:7]}, seaformer-seg/README.md"
+# variant -> (README row, README line, Google Drive id, Baidu share id); every Baidu share's password is seaf
+_SEA_FILES = {
+    "seaformer_tiny": ("SeaFormer-Tiny", 44, "1Qh1-8n-KUSGCoKVVcvjuHkTb3AWcX7o5", "1Kr6XEZUTHUZkZcAfSswMEw"),
+    "seaformer_small": ("SeaFormer-Small", 45, "1_jpChZPVDFbHfxZPQFL3wKPuDcDgEtPK", "1LrySouv0BzRwqvi4D7vCzA"),
+    "seaformer_base": ("SeaFormer-Base", 46, "1pTqkYXmEfGuRD2119vWikwd68lGNo8Lx", "1jXQmZKzneLy3g4GX8aaibQ"),
+    "seaformer_large": ("SeaFormer-Large", 47, "1FYyCHV1deCs02ims2Y-NybAMlo_a5o2p", "12ZA6L4lcCLo3nEMidAI-wA"),
+    # the 4x8-batch rows (the headline mIoU); the 2x8 rows are other files
+    "seaformer_seg_tiny": ("SeaFormer-T_512x512_4x8_160k", 15, "1eIBkr2x5jv4eNaNUQpC-91tbIlktXSPi",
+                           "1jCV8scTv--DRIlB0ml3yKg"),
+    "seaformer_seg_small": ("SeaFormer-S_512x512_4x8_160k", 17, "1hGXFVc7F-vLAKe3BLjqnS06_8Fo7CO-L",
+                            "1j7srQjz3F9WoGsIIjkSgBw"),
+    "seaformer_seg_base": ("SeaFormer-B_512x512_4x8_160k", 19, "1flVg9imJTbgjcJrJiIn_3_lmYpaSKZuV",
+                           "1QEsoxlDz-EdAnVQn5vJJww"),
+    "seaformer_seg_large": ("SeaFormer-L_512x512_4x8_160k", 21, "1SUISoIpZujAYrxrvGPMJidzfYH2KYaAp",
+                            "1Hybn3hKoxPdzRirVmqgjyw"),
+    "seaformer_seg_small_cityscapes": ("SeaFormer-S_1024x512_1x8_160k", 26, "1MQ-nkCMyrzUF_SnWyNCrjra9bPTmr7Iq",
+                                       "1AbG61WTa_SsUwrU-nrZuYA"),
+    "seaformer_seg_base_cityscapes": ("SeaFormer-B_1024x512_1x8_160k", 28, "1xIcxkwjIJgvPrm4UK7UXH5A5ZkNrCqRt",
+                                      "1V0iRz1KWssGiU_8Ai3bUzw"),
+}
+
+
+def _release(variant: Variant) -> Release:
+    row, line, drive, baidu = _SEA_FILES[variant.name]
+    seg = variant.task == "segmentation"
+    at = _SEG_AT if seg else _CLS_AT
+    letter = row.split("-")[1][0]
+    file_name = f"{row}.pth" if seg else f"SeaFormer_{letter}.pth"
+    value = variant.meta.get("miou_ss", variant.meta.get("miou")) if seg else variant.meta["top1"]
+    dataset = str(variant.meta.get("dataset", "ImageNet-1k"))
+    return Release(
+        file_name=file_name,
+        wrapping=Wrapping.MMCV if seg else Wrapping.TIMM_TRAIN,
+        locations=(Location(SourceKind.GDRIVE, drive, filename=file_name),
+                   Location(SourceKind.BAIDU, f"https://pan.baidu.com/s/{baidu}", code="seaf")),
+        licence=LICENCE,
+        accuracy=Accuracy("miou" if seg else "top1", float(value), dataset, f"{at} line {line}",
+                          "single scale, whole image" if seg else "224, timm validate.py defaults (crop 0.875)"),
+        verified=(f"row {row}: Google Drive {drive}, Baidu {baidu} ({at} line {line})",
+                  f"{'mIoU' if seg else 'top-1'} {value} ({at} line {line})", f"Baidu password seaf ({at})",
+                  f"Apache-2.0 (fudan-zvg/SeaFormer @ {OFFICIAL_COMMIT[:7]}, seaformer-cls/LICENSE)"),
+        unverified=(f"file name {file_name}: " + ("porthub's name (the README names no file)" if seg else
+                                                   "the name seaformer-seg/README.md copies a cls checkpoint to"),
+                    ("mmcv runner checkpoint {meta, state_dict (backbone./decode_head.)}: inferred from training code"
+                     if seg else ("timm training checkpoint; the reported accuracy very likely comes from "
+                                  "state_dict_ema, which porthub reads first")),
+                    "size and sha256: not published"),
+    )
+
+
+SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
+
+
 SPEC = FamilySpec(
     family="seaformer",
     title="SeaFormer",
@@ -362,6 +418,7 @@ SPEC = FamilySpec(
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,
+    sources=SOURCES,
     preprocessing={
         "classification": {
             # seaformer-cls/validate.py -> timm/data/config.py resolve_data_config: the model has no

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.inputs import smallest_side
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
@@ -98,6 +99,33 @@ VARIANTS = (
 
 _FACTORIES = {f"SSA.{variant.name}": variant for variant in VARIANTS}
 
+# The README's Model Zoo links one Google Drive folder and one Baidu Pan share for all three files.
+_DRIVE = Location(SourceKind.GDRIVE, "15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP", folder=True,
+                  note="a folder holding all released checkpoints: pick the file by name")
+_BAIDU = Location(SourceKind.BAIDU, "https://pan.baidu.com/s/1a9nVWpw2SzP0csCBCF8DNw", code="hazr")
+_REPO_AT = f"OliverRensu/Shunted-Transformer @ {OFFICIAL_COMMIT[:7]}"
+_AT = f"{_REPO_AT}, README.md"
+
+
+def _release(letter: str, top1: float) -> Release:
+    return Release(
+        file_name=f"ckpt_{letter}.pth",
+        wrapping=Wrapping.BARE,
+        locations=(_DRIVE, _BAIDU),
+        licence=LICENCE,
+        accuracy=Accuracy("top1", top1, "ImageNet-1k", f"{_AT} (Model Zoo, Acc@1)",
+                          "224, resize 256 bicubic, crop 224"),
+        verified=(f"Drive folder 15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP, Baidu Pan 1a9nVWpw2SzP0csCBCF8DNw code hazr ({_AT})",
+                  f"Acc@1 {top1} for Shunted-{letter} ({_AT})",
+                  f"no LICENSE file in the repository ({_REPO_AT}, tree)"),
+        unverified=(f"file name ckpt_{letter}.pth: not printed in the README; the name downstream loaders use",
+                    "bare state dict: downstream code loads it with strict load_state_dict; file not inspected",
+                    "size and sha256: not published"),
+    )
+
+
+SOURCES = {"shunted_t": _release("T", 79.8), "shunted_s": _release("S", 82.9), "shunted_b": _release("B", 84.0)}
+
 
 def case_model(case: Mapping[str, Any]) -> ModelRef:
     """The model of a reference case: ``SSA.ShuntedTransformer(**kwargs)``, or a factory
@@ -159,4 +187,5 @@ SPEC = FamilySpec(
     licence=LICENCE,
     # datasets.build_transform (eval): Resize(int(256/224 * size), bicubic), CenterCrop(size), timm ImageNet mean/std
     preprocessing=IMAGENET_EVAL_224,
+    sources=SOURCES,
 )

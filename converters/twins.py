@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any, Mapping
 
+from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.inputs import smallest_side
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
@@ -145,6 +146,66 @@ VARIANTS = (
              ("Twins-SVT-L", "ALTGVT-Large"), 83.7, 14.8, 99.2, 99_271_400, "logs/svt_l.txt",
              "alt_gvt_large.pth", "alt_gvt_large", {"mIoU": "48.8/50.2", "backbone_class": "alt_gvt_large", "extra_norm": True}),
 )
+
+_AT = f"Meituan-AutoML/Twins @ {OFFICIAL_COMMIT[:7]}, README.md"
+_TIMM_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vt3p-weights/"
+_NOTES_SHA = "sha256 of timm's Hub model.safetensors: from the shared notes (HF file pages), not re-read here"
+#: the Hub copies whose sha256 and size were read on their HF file pages
+#: (huggingface.co/timm/<repo>/blob/main/model.safetensors)
+_HUB_SHA_READ = {"twins_pcpvt_base": 175_000_000, "twins_pcpvt_large": 244_000_000}
+# variant -> (Drive file id of the classification file, timm release file, timm Hub sha256 or "", timm Hub size or None)
+_TWINS_FILES = {
+    "twins_pcpvt_small": ("1TWIx_8M-4y6UOKtbCgm1v-UVQ-_lYe6X", "twins_pcpvt_small-e70e7e7a.pth", "", None),
+    "twins_pcpvt_base": ("1BsD3ZRivvPsHoZB1AX-tbirFLtCln8ky", "twins_pcpvt_base-e5ecb09b.pth",
+                         "5722f0d29662fd5ff69a21701caaf5feebd1d657adb62391a75798c43b37760f", None),
+    "twins_pcpvt_large": ("17xZXOWEcSGs0quBmMEkBYCxjPRYH-L45", "twins_pcpvt_large-d273f802.pth",
+                          "423acdd738d41f7ed50bbafbfbf3e50f6ea098b5704bb749a969f1992ddd84c3", None),
+    "twins_svt_small": ("131SVOphM_-SaBytf4kWjo3ony5hpOt4S", "twins_svt_small-42e5f78c.pth",
+                        "46e4bd7b30ae9ae3f2e9ec4fb669439c5f9676c6bc787687923424d704a06c1a", None),
+    "twins_svt_base": ("1s83To8xgDWY6Ad8VBP3Nx9gqY709rrGu", "twins_svt_base-c2265010.pth", "", None),
+    "twins_svt_large": ("1um39wxIaicmOquP2fr_SiZdxNCUou8w-", "twins_svt_large-90f6aaa9.pth",
+                        "2fbe754f6e595bd07294f381302e0b3f1d449176977e35e4f30200fe4f3bcf97", None),
+}
+
+
+def _release(variant: Variant) -> Release:
+    drive, timm_file, hub_sha, hub_size = _TWINS_FILES[variant.name]
+    file_name = str(variant.meta["checkpoint_file"])
+    hub_repo = "timm/" + variant.name + ".in1k"
+    if variant.name in _HUB_SHA_READ:
+        sha_fact = (f"sha256 {hub_sha[:12]}... of {hub_repo}/model.safetensors (about "
+                    f"{_HUB_SHA_READ[variant.name] // 1_000_000} MB): read on its HF file page")
+    else:
+        sha_fact = _NOTES_SHA if hub_sha else "sha256 of timm's Hub copy: not known"
+    return Release(
+        file_name=file_name,
+        wrapping=Wrapping.BARE,
+        locations=(
+            Location(SourceKind.GDRIVE, drive, filename=file_name),
+            Location(SourceKind.URL, _TIMM_RELEASE + timm_file, copy_of_original=False, wrapping=Wrapping.BARE,
+                     note="timm's 2021 mirror of the Meituan S3 originals; the 8-hex suffix starts its sha256"),
+            Location(SourceKind.HF, hub_repo, filename="model.safetensors", copy_of_original=False, sha256=hub_sha,
+                     size=hub_size, wrapping=Wrapping.SAFETENSORS,
+                     note="timm's re-save (fp32, timm key names = official keys); timm evaluates it at crop 0.9, "
+                          "the authors at 0.875"),
+        ),
+        licence=LICENCE,
+        accuracy=Accuracy("top1", float(variant.meta["top1"]), "ImageNet-1k", f"{_AT} (Image Classification, Acc@1)",
+                          "224, resize 256 bicubic, crop 224 (crop fraction 0.875)"),
+        verified=(f"file name {file_name} and Google Drive id {drive} ({_AT}, Image Classification table)",
+                  f"Acc@1 {variant.meta['top1']} ({_AT})",
+                  f"Apache-2.0 (Meituan-AutoML/Twins @ {OFFICIAL_COMMIT[:7]}, LICENSE)",
+                  f"the Semantic Segmentation table reuses the name {file_name} for a different Drive file ({_AT})",
+                  *([sha_fact] if variant.name in _HUB_SHA_READ else [])),
+        unverified=("bare state dict: inferred from timm loading the originals strictly, no filter; file not inspected",
+                    "size and sha256 of the authors' file: not published",
+                    f"timm mirror URL {timm_file}: from timm's git history (shared notes), not read here",
+                    *([] if variant.name in _HUB_SHA_READ else [sha_fact])),
+        notes=("the segmentation checkpoints carry the same file names: porthub keys its cache by location, never by name",),
+    )
+
+
+SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
 
 # gvt.py factories take **kwargs on top of their own; segmentation/gvt.py's factory classes ignore every
 # argument and build the backbone with extra_norm=True for SVT (their drop-path rates do not matter in eval).
@@ -292,4 +353,5 @@ SPEC = FamilySpec(
     # datasets.build_transform (eval): Resize(int(256/224 * size), interpolation=3 = bicubic), CenterCrop(size),
     # timm IMAGENET_DEFAULT_MEAN/STD
     preprocessing=IMAGENET_EVAL_224,
+    sources=SOURCES,
 )

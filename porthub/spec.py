@@ -251,6 +251,8 @@ class FamilySpec:
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
     #: the input a model built from these constructor arguments accepts
     input_rule: Callable[[ModelRef], InputRule] = lambda ref: InputRule()
+    #: the sources catalogue: variant name -> its official release (porthub.catalogue.Release)
+    sources: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [layout.name for layout in self.layouts]
