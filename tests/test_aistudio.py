@@ -166,7 +166,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     state = _official_checkpoint(ckpt, seed=7)
     x = seeded_input(resolve("shunted_t")[1], seed=11)
     np.save(folder / "x.npy", x)
-    return SimpleNamespace(ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=_torch_reference(state, x), folder=folder)
+    return SimpleNamespace(ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=_torch_reference(state, x), folder=folder,
+                           state=state)
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +319,27 @@ def test_aistudio_pretrained_gives_the_source_outputs(pushed: SimpleNamespace, s
     done = _porthub(["download", "shunted_t", "--hub", "aistudio"], dead, timeout=300)
     assert done.returncode == 1 and len(_error_lines(done)) == 1, done.stderr[-2000:]
     assert "could not be reached" in _error_lines(done)[0]
+
+
+@pytest.mark.slow
+def test_aistudio_in_the_hub_order(pushed: SimpleNamespace, source: SimpleNamespace, sdk_env: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """PORTHUB_HUBS orders the hubs asked for pretrained weights (default local,hf,aistudio): a hub that
+    lacks the repository passes on to the next; AI Studio's Paddle file gives the official checkpoint's
+    tensors exactly, whichever framework asks; a name that is not a hub is refused."""
+    from porthub.hub import hub_order, pretrained_state
+
+    monkeypatch.delenv("PORTHUB_HUBS", raising=False)
+    assert hub_order() == ["local", "hf", "aistudio"]
+    monkeypatch.setenv("PORTHUB_HUBS", "local,aistudio")
+    for framework in ("torch", "paddle"):
+        state = pretrained_state("shunted_t", framework)
+        assert set(state) == set(source.state)
+        for key, value in source.state.items():
+            assert np.asarray(state[key]).shape == value.shape and np.array_equal(np.asarray(state[key]), value), key
+    monkeypatch.setenv("PORTHUB_HUBS", "local,modelscope")
+    with pytest.raises(HubError, match="PORTHUB_HUBS"):
+        pretrained_state("shunted_t", "paddle")
 
 
 @pytest.mark.slow
