@@ -287,7 +287,7 @@ def check_state(state: Mapping[str, np.ndarray], manifest: Manifest, strays: Seq
     raise KeyMismatchError(_describe(mm, manifest, layout))
 
 
-def _describe(mm: Mismatch, manifest: Manifest, layout: str) -> str:
+def _describe(mm: Mismatch, manifest: Manifest, layout: str, found: str = "") -> str:
     parts = []
     if mm.shapes:
         parts.append("shape mismatch: " + "; ".join(f"{k} is {list(a)} in the file, {list(b)} in the model" for k, a, b in mm.shapes[:6])
@@ -298,7 +298,7 @@ def _describe(mm: Mismatch, manifest: Manifest, layout: str) -> str:
         parts.append(f"unexpected: {_fmt_keys(mm.unexpected)}")
     if mm.dtypes:
         parts.append("dtype mismatch: " + "; ".join(f"{k} is {a}, model needs {b}" for k, a, b in mm.dtypes[:6]))
-    where = f" (read as layout '{layout}')" if layout else ""
+    where = f" (read as layout '{layout}'{', from the ' + found if found else ''})" if layout else ""
     return (f"checkpoint does not fit {manifest.name}{where}: " + " | ".join(parts)
             + ". Is it a checkpoint of another variant? Name the right model, or allow the keys you mean to leave out as missing")
 
@@ -429,7 +429,7 @@ def read_state(raw: Any, spec: FamilySpec, manifest: Manifest | None, frameworks
     if best is None:  # not reached: every candidate either returns or sets best
         raise LayoutError(f"no {spec.family} layout applies to this file")
     where = f"'{container}' entry" if container else "bare state dict"
-    raise KeyMismatchError(_describe(best[2], manifest, f"{best[1].name}, from the {where}"))
+    raise KeyMismatchError(_describe(best[2], manifest, best[1].name, where))
 
 
 def detect_layout(raw: Any, spec: FamilySpec, manifest: Manifest | None, frameworks: Sequence[str] = (TORCH, PADDLE),
