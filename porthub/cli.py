@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -155,7 +156,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"wrote {result['out']}: {result['tensors']} tensors ({dtypes}), read as {result['read']}, "
               f"written as {result['to_layout']}")
         for note in result["notes"]:
-            print(f"note: {note}")
+            print("note: " + re.sub(r"needs layout '([\w-]+)'", r"needs --layout \1", note))
     return 0
 
 
