@@ -416,6 +416,25 @@ def test_aistudio_rejected_readme_fails_the_push(pushed: SimpleNamespace, studio
 
 
 @pytest.mark.slow
+def test_aistudio_push_command_fails_when_the_readme_is_rejected(pushed: SimpleNamespace, studio: double_mod.Double,
+                                                                 source: SimpleNamespace, guard: SimpleNamespace,
+                                                                 tmp_path: Path) -> None:
+    """`porthub push --hub aistudio` against a server whose YAML check refuses the card: one error line,
+    non-zero status, although the SDK itself reports nothing."""
+    studio.reject_all_yaml = True
+    try:
+        done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio",
+                         "--repo-id", f"{OWNER}/card_cli"], _env(studio, tmp_path, guard))
+    finally:
+        studio.reject_all_yaml = False
+    assert done.returncode == 1, done.stdout[-2000:]
+    errors = _error_lines(done)
+    assert len(errors) == 1 and "README.md" in errors[0] and "rejected by the test" in errors[0], done.stderr[-2000:]
+    assert "front matter" in errors[0] and done.stdout == ""
+    assert "README.md" not in studio.files(OWNER, "card_cli") and "model.pdparams" in studio.files(OWNER, "card_cli")
+
+
+@pytest.mark.slow
 def test_aistudio_owner_part_is_the_token_owners_namespace(pushed: SimpleNamespace, studio: double_mod.Double,
                                                            sdk_env: Path) -> None:
     from porthub import hub_aistudio
