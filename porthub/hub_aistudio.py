@@ -20,7 +20,7 @@ Facts of the SDK (0.3.9) this module relies on:
   statistic (which would carry the token) is never sent.
 
 An AI Studio repository holds what a Paddle user needs: ``model.pdparams``, the Paddle inference
-model and any other framework-neutral file of the built repository, ``config.json``, a
+model and any other file of the built repository that is not PyTorch's, ``config.json``, a
 ``.gitattributes`` marking weights as LFS, and its own ``README.md`` (minimal YAML front matter, as
 AI Studio's check accepts it, then usage, the measured parity table, provenance and citation).
 """
@@ -39,6 +39,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -61,7 +62,7 @@ from .hub import (
     sha256_file,
 )
 from .io import atomic_write
-from .spec import PADDLE
+from .spec import PADDLE, TORCH
 
 __all__ = [
     "DEFAULT_REVISION",
@@ -116,7 +117,7 @@ def sdk() -> Any:
     if not hasattr(hub, "upload_folder") or not hasattr(file_download, "model_file_download"):
         raise HubError("this aistudio-sdk is older than 0.3 (no upload_folder/model_file_download); "
                        "pip install 'porthub[aistudio]' to get aistudio-sdk>=0.3,<0.4")
-    return type("AIStudioSDK", (), {"hub": hub, "file_download": file_download, "snapshot": snapshot, "dot": dot})
+    return SimpleNamespace(hub=hub, file_download=file_download, snapshot=snapshot, dot=dot)
 
 
 def git_host() -> str:
@@ -341,8 +342,8 @@ Paddle file, checked bit for bit: {eq.get('pdparams_identical_to_paddle_safetens
 
 def stage_folder(built: str, config: Mapping[str, Any], out: str, repo_id: str) -> dict[str, Any]:
     """Write the AI Studio repository of a built porthub repository into ``out``: the Paddle state dict,
-    every framework-neutral file (the reference pair, the Paddle inference model when present), a
-    .gitattributes, the AI Studio card and a config.json that lists exactly these files."""
+    every file that is not PyTorch's (the reference pair; the Paddle inference model and other exports
+    when present), a .gitattributes, the AI Studio card and a config.json that lists exactly these files."""
     table = config["frameworks"]
     # a built porthub repository names its state dict under "pdparams"; an AI Studio one as the file itself
     pdparams = table.get(PADDLE, {}).get("pdparams") or table.get(PADDLE, {}).get("file")
@@ -351,7 +352,7 @@ def stage_folder(built: str, config: Mapping[str, Any], out: str, repo_id: str) 
     dropped = {table[fw]["file"] for fw in table} - {pdparams}
     files: dict[str, dict[str, Any]] = {}
     for name, info in config["files"].items():
-        if name in dropped or name == "README.md" or info.get("framework") not in (None, PADDLE):
+        if name in dropped or name == "README.md" or info.get("framework") == TORCH:
             continue
         dst = os.path.join(out, *check_relpath(name))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -469,6 +470,8 @@ def publish(folder: str, repo_id: str, token: str | None = None, revision: str |
                     client.hub.upload_folder(repo_id=repo_id, folder_path=out, token=token, revision=DEFAULT_REVISION,
                                              commit_message=commit_message or f"porthub: publish {config['variant']}")
                 except ValueError as exc:
+                    if "preupload" not in str(exc):
+                        raise HubError(f"AI Studio refused the upload to {repo_id}: {exc}") from None
                     raise HubError(
                         f"AI Studio refused the upload to {repo_id} ({exc}): AI Studio created {name} in the namespace "
                         "of the token's owner, whatever owner the id names; give the id as <your AI Studio user name "

@@ -435,6 +435,34 @@ def test_aistudio_push_command_fails_when_the_readme_is_rejected(pushed: SimpleN
 
 
 @pytest.mark.slow
+def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNamespace, studio: double_mod.Double,
+                                                                sdk_env: Path) -> None:
+    """Files a built repository has besides the weights (the export issue's Paddle inference model) go
+    to AI Studio too, LFS where they are weights, listed in config.json and on the card; PyTorch's do not."""
+    from porthub import hub_aistudio
+
+    folder = _staged(pushed, sdk_env)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "inference").mkdir()
+    extra = {"inference/inference.json": b'{"program": "stand-in"}', "inference/inference.pdiparams": b"\x01" * 4096,
+             "inference/inference.yml": b"Global:\n  model_name: shunted_t\n", "model.pt": b"torch only"}
+    for name, data in extra.items():
+        (folder / name).write_bytes(data)
+        config["files"][name] = {"framework": "torch" if name.endswith(".pt") else "paddle",
+                                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (folder / "config.json").write_text(json.dumps(config))
+    hub_aistudio.publish(str(folder), f"{OWNER}/with_inference")
+    files = studio.files(OWNER, "with_inference")
+    assert set(files) == AISTUDIO_FILES | set(extra) - {"model.pt"}
+    repo = studio.repos[(OWNER, "with_inference")]
+    head = repo.commits[repo.branches["master"]]
+    assert head["inference/inference.pdiparams"].lfs and not head["inference/inference.yml"].lfs
+    assert "`inference/inference.json`" in files["README.md"].decode()
+    published = json.loads(files["config.json"])
+    assert "model.pt" not in published["files"] and all(files[n] == d for n, d in extra.items() if n in files)
+
+
+@pytest.mark.slow
 def test_aistudio_owner_part_is_the_token_owners_namespace(pushed: SimpleNamespace, studio: double_mod.Double,
                                                            sdk_env: Path) -> None:
     from porthub import hub_aistudio
