@@ -71,7 +71,7 @@ import time
 from porthub.convert import convert_file, resolve_target
 target = resolve_target(sys.argv[1])
 t = time.perf_counter()
-convert_file(target, sys.argv[2], sys.argv[3], sys.argv[4])
+convert_file(target, sys.argv[2], sys.argv[3], sys.argv[4], force=True)
 print(json.dumps({"inner": time.perf_counter() - t}))
 """
 
@@ -199,8 +199,9 @@ def bench(model: str, repeat: int, tmp: str) -> tuple[dict, list[tuple[str, floa
         t = time.perf_counter()
         shutil.copyfile(src, os.path.join(tmp, "copy.pth"))
         runs["copy"].append(time.perf_counter() - t)
-        runs["ph_to"].append(run_child(cli + ["--to", "paddle", "--src", src, "--out", pd], block=True))
-        runs["ph_back"].append(run_child(cli + ["--to", "torch", "--src", pd, "--out", back], block=True))
+        # --force: each round writes over the previous round's outputs (porthub refuses that otherwise)
+        runs["ph_to"].append(run_child(cli + ["--to", "paddle", "--src", src, "--out", pd, "--force"], block=True))
+        runs["ph_back"].append(run_child(cli + ["--to", "torch", "--src", pd, "--out", back, "--force"], block=True))
         runs["inner_to"].append(run_child([py, "-c", TIMED_CONVERT, model, src, "paddle", pd], block=True))
         runs["inner_back"].append(run_child([py, "-c", TIMED_CONVERT, model, pd, "torch", back], block=True))
         runs["nv_to"].append(run_child([py, "-c", NAIVE, model, src, "paddle", npd]))

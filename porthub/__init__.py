@@ -55,7 +55,8 @@ def from_pretrained(repo_id_or_path: str, framework: str = "torch", **kwargs: An
     return _from_pretrained(repo_id_or_path, framework, **kwargs)
 
 
-def convert(model: str, src: str, to: str, out: str | None = None, force: bool = False, **options: Any) -> dict[str, Any]:
+def convert(model: str, src: str, to: str, out: str | None = None, force: bool = False,
+            **options: Any) -> dict[str, Any]:
     """Convert the checkpoint ``src`` of ``model`` to ``to`` ("torch" or "paddle"), whatever container,
     wrapper prefix or layout it was saved in; returns a summary (layout and container read, layout
     written, tensors written, output path). ``out`` defaults to a name beside ``src`` that names no

@@ -45,16 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="registered model (see `porthub list`), or a family name with --config")
     s.add_argument("--to", required=True, choices=("paddle", "torch"), help="target framework")
     s.add_argument("--src", required=True, help="checkpoint to convert (.pth, .pdparams or .safetensors, any released layout)")
-    s.add_argument("--out", help="output file, or an existing folder to write the default name into (default: beside --src "
-                   "with the format's suffix; NAME_torch.pth / NAME_paddle.pdparams when that file exists)")
+    s.add_argument("--out", help="output file, or an existing folder to write the default name into (default: "
+                   "beside --src with the format's suffix; NAME_torch.pth / NAME_paddle.pdparams when that exists)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output file (never --src itself)")
     s.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
                    help="cast the floating weights (default: keep the file's own, float16 and bfloat16 included)")
     s.add_argument("--format", choices=("pdparams", "safetensors", "pth"), help="output format (default: pdparams for paddle, pth for torch)")
     s.add_argument("--config", help="a reference case JSON, or any JSON with 'constructor' and 'kwargs'")
-    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg, paddleclas); default: the official "
-                   "release / Paddle's (see `porthub info MODEL`)")
-    s.add_argument("--from-layout", dest="source_layout", help="read --src as exactly this layout instead of detecting it")
+    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg, paddleclas); default: the "
+                   "official release / Paddle's (see `porthub info MODEL`)")
+    s.add_argument("--from-layout", dest="source_layout",
+                   help="read --src as exactly this layout instead of detecting it")
     s.add_argument("--from", dest="source_framework", choices=("torch", "paddle"),
                    help="which framework's layout --src holds, when its format does not say (safetensors without metadata)")
     s.add_argument("--allow-missing", action="append", default=[], metavar="KEY_REGEX",
@@ -142,8 +143,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         if path is None:
             raise
         if getattr(exc, "is_source", False):
-            raise OutputExistsError(f"--out {path} is --src; porthub never writes over its source: pass another --out") from None
-        raise OutputExistsError(f"{path} exists; nothing was written: pass another --out, or --force to overwrite it") from None
+            raise OutputExistsError(
+                f"--out {path} is --src; porthub never writes over its source: pass another --out") from None
+        raise OutputExistsError(
+            f"{path} exists; nothing was written: pass another --out, or --force to overwrite it") from None
     except KeyMismatchError as exc:
         if "allow the keys you mean to leave out" not in str(exc):
             raise

@@ -168,7 +168,8 @@ def _kwargs(data: Mapping[str, Any]) -> dict[str, Any]:
     for alias, name in _KWARG_ALIASES.items():
         if alias in kwargs:
             if name in kwargs and kwargs[name] != kwargs[alias]:
-                raise ConversionError(f"the config gives both {alias}={kwargs[alias]} and {name}={kwargs[name]}; keep one")
+                raise ConversionError(
+                    f"the config gives both {alias}={kwargs[alias]} and {name}={kwargs[name]}; keep one")
             kwargs[name] = kwargs.pop(alias)
     return kwargs
 
@@ -199,9 +200,11 @@ def resolve_target(model: str, config: str | None = None) -> Target:
         label = f"{spec.family} config {os.path.basename(config)}"
         return Target(spec, ref, label, None, data)
     if "constructor" not in data or not isinstance(data.get("kwargs"), Mapping):
-        raise ConversionError(f"config {config} needs 'constructor' and 'kwargs' (or be a reference case with 'family')")
+        raise ConversionError(
+            f"config {config} needs 'constructor' and 'kwargs' (or be a reference case with 'family')")
     class_name = str(data["constructor"]).split("(")[0].strip().rsplit(".", 1)[-1]
-    return Target(spec, ModelRef(class_name, _kwargs(data["kwargs"])), f"{spec.family} config {os.path.basename(config)}")
+    label = f"{spec.family} config {os.path.basename(config)}"
+    return Target(spec, ModelRef(class_name, _kwargs(data["kwargs"])), label)
 
 
 # ------------------------------------------------------------------------------------- outputs
@@ -306,7 +309,8 @@ def _read(target: Target, raw: Any, frameworks: Sequence[str], layout: str | Non
 
 
 def read_checkpoint(path: str, model: str, layout: str | None = None, framework: str | None = None,
-                    allow_missing: Sequence[str] = (), config: str | None = None) -> tuple[OrderedDict[str, np.ndarray], Found]:
+                    allow_missing: Sequence[str] = (),
+                    config: str | None = None) -> tuple[OrderedDict[str, np.ndarray], Found]:
     """The canonical state dict of ``model`` (official PyTorch keys and shapes) in the checkpoint at
     ``path``, whatever container, wrapper prefix or layout it was saved in, and what was found.
 
@@ -324,7 +328,8 @@ def _destination(target: Target, to: str, layout: str | None) -> Layout:
     if layout:
         dest = resolve_layout(target.spec, layout)
         if dest.framework != to:
-            raise ConversionError(f"layout {dest.name!r} is a {dest.framework} layout; convert to {dest.framework} to write it")
+            raise ConversionError(
+                f"layout {dest.name!r} is a {dest.framework} layout; convert to {dest.framework} to write it")
         return dest
     return target.torch_layout() if to == TORCH else target.spec.default_layout(PADDLE)
 
@@ -339,8 +344,9 @@ def _task_note(target: Target, to: str, dest: Layout) -> str | None:
     if not special or dest in special:
         return None
     names = " or ".join(repr(layout.name) for layout in special)
-    return (f"written in layout {dest.name!r}, porthub's own; {special[0].description.split(' (')[0]} needs layout {names} "
-            f"(its loader would load only part of this file)")
+    who = special[0].description.split(" (")[0]
+    return (f"written in layout {dest.name!r}, porthub's own; {who} needs layout {names} "
+            "(its loader would load only part of this file)")
 
 
 def _written(obj: Any, dest: Layout) -> int:

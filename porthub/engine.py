@@ -300,7 +300,8 @@ def _describe(mm: Mismatch, manifest: Manifest, layout: str, found: str = "") ->
         parts.append("dtype mismatch: " + "; ".join(f"{k} is {a}, model needs {b}" for k, a, b in mm.dtypes[:6]))
     where = f" (read as layout '{layout}'{', from the ' + found if found else ''})" if layout else ""
     return (f"checkpoint does not fit {manifest.name}{where}: " + " | ".join(parts)
-            + ". Is it a checkpoint of another variant? Name the right model, or allow the keys you mean to leave out as missing")
+            + ". Is it a checkpoint of another variant? Name the right model, "
+            "or allow the keys you mean to leave out as missing")
 
 
 #: containers a training or release save keeps its weights in, most preferred first: EMA weights
@@ -358,7 +359,8 @@ def _no_state(raw: Any, family: str) -> LayoutError:
     )
 
 
-def find_state(raw: Any, family: str = "model") -> tuple[OrderedDict[str, Any], str | None, tuple[str, ...], tuple[str, ...]]:
+def find_state(raw: Any, family: str = "model"
+               ) -> tuple[OrderedDict[str, Any], str | None, tuple[str, ...], tuple[str, ...]]:
     """The one reading rule every family shares, by content: the weights of the first container of
     :data:`CONTAINERS` that holds a state dict, else the file itself minus the training entries; then
     wrapper prefixes stripped. Returns (file-side state, container, prefixes stripped, entries skipped).
@@ -384,8 +386,10 @@ def resolve_layout(spec: FamilySpec, name: str) -> Layout:
         if candidate and any(layout.name == candidate for layout in spec.layouts):
             return spec.layout(candidate)
     known = ", ".join(f"{layout.name} ({layout.framework})" for layout in spec.layouts)
-    aliases = ", ".join(f"{a} = {t}" for a, t in LAYOUT_ALIASES.items() if any(layout.name == t for layout in spec.layouts))
-    raise UnknownLayoutError(f"{spec.family} has no layout {name!r}; known layouts: {known}" + (f" (also: {aliases})" if aliases else ""))
+    aliases = ", ".join(f"{a} = {t}" for a, t in LAYOUT_ALIASES.items()
+                        if any(layout.name == t for layout in spec.layouts))
+    raise UnknownLayoutError(f"{spec.family} has no layout {name!r}; known layouts: {known}"
+                             + (f" (also: {aliases})" if aliases else ""))
 
 
 def _rank(layout: Layout, container: str | None, raw: Mapping[str, Any]) -> int:

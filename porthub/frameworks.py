@@ -116,7 +116,8 @@ def import_framework(framework: str) -> Any:
     if framework == PADDLE:
         paddle_cpu_settings()
     try:
-        module = _import_paddle() if framework == PADDLE and PADDLE not in sys.modules else importlib.import_module(framework)
+        quiet = framework == PADDLE and PADDLE not in sys.modules
+        module = _import_paddle() if quiet else importlib.import_module(framework)
     except ImportError as exc:
         raise FrameworkMissingError(f"{framework} is not installed; {_INSTALL[framework]}") from exc
     return module

@@ -156,7 +156,10 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
     x, described = pair_input(name, image, batch)
     state = pair_state(name, weights)
     layers = compare_layers(spec, ref, state, x, dtype, variant.name) if features else None
-    torch_out, paddle_out = (layers.torch_output, layers.paddle_output) if layers else _outputs_only(spec, ref, state, x, dtype, variant.name)
+    if layers is not None:
+        torch_out, paddle_out = layers.torch_output, layers.paddle_output
+    else:
+        torch_out, paddle_out = _outputs_only(spec, ref, state, x, dtype, variant.name)
     ref_out = _final(torch_out)
     tol = spec.tolerance(PADDLE).for_dtype(dtype) * max(1.0, float(np.abs(ref_out).max()))
     diff = max_abs_diff(_final(paddle_out), ref_out)

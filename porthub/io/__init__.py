@@ -89,7 +89,8 @@ def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] |
     :class:`~porthub.errors.OutputExistsError` raised."""
     if fmt == "safetensors":
         if not isinstance(obj, Mapping) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-            raise CheckpointWriteError("safetensors holds a flat {name: array} mapping only; write the state dict without its container")
+            raise CheckpointWriteError(
+                "safetensors holds a flat {name: array} mapping only; write the state dict without its container")
     elif fmt not in ("pth", "pdparams"):
         raise ConversionError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
     try:

@@ -134,7 +134,8 @@ def atomic_write(path: str, overwrite: bool = True) -> Iterator[IO[bytes]]:
             except OSError:
                 # a file system without hard links: check, then rename (a writer racing in between can still lose)
                 if os.path.lexists(path):
-                    raise OutputExistsError(f"{path} exists (it appeared during the write); nothing was written") from None
+                    raise OutputExistsError(
+                        f"{path} exists (it appeared during the write); nothing was written") from None
                 os.replace(tmp, path)
             else:
                 os.unlink(tmp)

@@ -25,7 +25,8 @@ FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 def is_bfloat16(arr: Any) -> bool:
     dtype = getattr(arr, "dtype", None)
-    return dtype is not None and dtype.kind == "u" and dtype.itemsize == 2 and (dtype.metadata or {}).get("porthub") == "bfloat16"
+    return (dtype is not None and dtype.kind == "u" and dtype.itemsize == 2
+            and (dtype.metadata or {}).get("porthub") == "bfloat16")
 
 
 def as_bfloat16(arr: np.ndarray) -> np.ndarray:

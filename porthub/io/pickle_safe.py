@@ -95,7 +95,8 @@ def _config_class(name: str) -> type:
 
 def _plain_set(items: Any = ()) -> set:
     # protocol-2 pickles spell a set as set([items]); yacs keeps its deprecated/renamed keys in one
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, int, float, bool, type(None))) for i in items):
+    plain = (str, int, float, bool, type(None))
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, plain) for i in items):
         raise UnsafeCheckpointError("set() called with something other than a list of plain values")
     return set(items)
 
@@ -827,9 +828,11 @@ class PickleWriter:
         elif isinstance(obj, Mapping):
             self.mapping(obj)
         elif isinstance(obj, Opaque):
-            raise CheckpointWriteError(f"cannot write {obj!r}: porthub does not re-emit opaque objects; write the state dict alone")
+            raise CheckpointWriteError(
+                f"cannot write {obj!r}: porthub does not re-emit opaque objects; write the state dict alone")
         else:
-            raise CheckpointWriteError(f"cannot write a {type(obj).__name__} into a checkpoint; only containers, numbers, strings and arrays")
+            raise CheckpointWriteError(
+                f"cannot write a {type(obj).__name__} into a checkpoint; only containers, numbers, strings and arrays")
 
     def dump(self, obj: Any) -> None:
         self.op(_P.PROTO + bytes([self.protocol]))

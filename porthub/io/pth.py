@@ -259,7 +259,8 @@ def _torch_array_hook(storages: list[np.ndarray]):
         dtype = np.dtype(arr.dtype).newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
         name = _BFLOAT16_STORAGE if is_bfloat16(arr) else _STORAGE_OF.get(dtype)
         if name is None:
-            raise CheckpointWriteError(f"torch has no tensor type for numpy dtype {arr.dtype}; cast the weights to a float type first")
+            raise CheckpointWriteError(
+                f"torch has no tensor type for numpy dtype {arr.dtype}; cast the weights to a float type first")
         key = str(len(storages))
         storages.append(arr)
         shape = tuple(int(n) for n in arr.shape)

@@ -112,7 +112,8 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadat
         dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
         code = "BF16" if is_bfloat16(arr) else _CODES.get(dtype)
         if code is None:
-            raise CheckpointWriteError(f"safetensors has no dtype for {arr.dtype} (tensor {name}); cast the weights to a float type first")
+            raise CheckpointWriteError(
+                f"safetensors has no dtype for {arr.dtype} (tensor {name}); cast the weights to a float type first")
         header[name] = {"dtype": code, "shape": [int(n) for n in arr.shape], "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
         arrays.append(arr)
