@@ -561,3 +561,23 @@ def test_a_closed_pipe_is_not_an_error_message():
     reader.stdout.close()  # what `head -1` does after its line, here before porthub writes anything
     _, err = reader.communicate(timeout=120)
     assert b"Broken pipe" not in err and b"Traceback" not in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,name", VARIANTS)
+def test_full_size_bare_files_convert_both_ways(family, name, tmp_path):
+    """The same as a file: a full-size bare state dict (zeros: the bytes do not matter, the keys and
+    shapes do) converts to Paddle and back to the released layout with every key and shape."""
+    spec = SPECS[family]
+    variant = next(v for v in spec.variants if v.name == name)
+    manifest = load_manifest(spec, variant)
+    _state, bare = _zero_state(spec, variant, manifest)
+    src = tmp_path / f"{name}.pth"
+    save_checkpoint(OrderedDict(bare), str(src), "pth")
+    to = convert(name, str(src), "paddle", str(tmp_path / "p.pdparams"))
+    assert to["container"] is None and to["tensors"] == len(framework_keys(spec, manifest, PADDLE))
+    back = convert(name, to["out"], "torch", str(tmp_path / "back.pth"))
+    released = load_checkpoint(back["out"])
+    layout = spec.layout(variant.release_layout)
+    released = released[layout.wrap] if layout.wrap is not None else released
+    assert [(k, tuple(v.shape)) for k, v in released.items()] == [(k, tuple(v.shape)) for k, v in bare.items()]
