@@ -264,7 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (PorthubError, OSError, ValueError, KeyError, ImportError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # a KeyError's str() quotes its argument; the message is the argument itself
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and len(exc.args) == 1 else str(exc)
+        msg = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": msg, "type": type(exc).__name__}))
         print(f"porthub: error: {msg}", file=sys.stderr)
         if os.environ.get("PORTHUB_DEBUG"):
             raise

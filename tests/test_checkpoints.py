@@ -581,3 +581,12 @@ def test_full_size_bare_files_convert_both_ways(family, name, tmp_path):
     layout = spec.layout(variant.release_layout)
     released = released[layout.wrap] if layout.wrap is not None else released
     assert [(k, tuple(v.shape)) for k, v in released.items()] == [(k, tuple(v.shape)) for k, v in bare.items()]
+
+
+def test_json_errors_are_json(tmp_path):
+    p = _porthub("convert", "shunted_t", "--to", "paddle", "--src", str(tmp_path / "nope.pth"), "--json")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    error = json.loads(p.stdout)
+    assert error == {"ok": False, "error": f"no such checkpoint: {tmp_path / 'nope.pth'}", "type": "FileNotFoundError"}
+    p = _porthub("convert", "shunted", "--config", CASE, "--to", "paddle", "--src", PTH, "--from-layout", "nope", "--json")
+    assert json.loads(p.stdout)["error"].startswith("shunted has no layout 'nope'")  # no KeyError quotes
