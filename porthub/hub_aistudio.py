@@ -481,6 +481,8 @@ def publish(folder: str, repo_id: str, token: str | None = None, revision: str |
         except errors as exc:
             raise HubUnreachableError(f"AI Studio stopped answering during the push ({type(exc).__name__}); "
                                       "nothing may have been committed: push again") from None
+        finally:
+            _wait_for_statistics()
     return {"repo_id": repo_id, "hub": "aistudio", "endpoint": git_host(), "revision": DEFAULT_REVISION,
             "created": created, "commit": None, "aistudio_files": sorted([*staged["files"], CONFIG_NAME])}
 
