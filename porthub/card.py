@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
+from .catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
 from .spec import FamilySpec, Variant
 
 __all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml"]
@@ -60,8 +61,9 @@ def _metric(variant: Variant) -> tuple[str, str, float] | None:
     return None
 
 
-def card_metadata(spec: FamilySpec, variant: Variant) -> dict[str, Any]:
-    """The YAML metadata as a plain dict (keys in the order they are written)."""
+def card_metadata(spec: FamilySpec, variant: Variant, official: bool = True) -> dict[str, Any]:
+    """The YAML metadata as a plain dict (keys in the order they are written). The authors' result is
+    indexed (``model-index``) only for ``official`` weights: it is not a user checkpoint's own."""
     task = _TASKS.get(variant.task, "image-classification" if variant.task.startswith("class") else "image-segmentation")
     dataset = str(variant.meta.get("dataset", ""))
     arxiv = _arxiv(spec.paper or str(variant.meta.get("paper", "")))
@@ -73,7 +75,7 @@ def card_metadata(spec: FamilySpec, variant: Variant) -> dict[str, Any]:
     if dataset:
         meta["datasets"] = [_dataset_id(dataset)]
     metric = _metric(variant)
-    if metric and dataset:
+    if metric and dataset and official:
         mtype, mname, value = metric
         meta["metrics"] = [mtype]
         result: dict[str, Any] = {
@@ -126,7 +128,9 @@ def _table(rows: Sequence[Sequence[Any]], head: Sequence[str]) -> str:
 
 def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], repo_id: str) -> str:
     """The whole README.md: metadata, usage in both frameworks, provenance and measured equivalence."""
-    meta = card_metadata(spec, variant)
+    prov = dict(config.get("provenance") or {"kind": USER, "why": "no provenance recorded"})
+    official = prov.get("kind") in (OFFICIAL, OFFICIAL_SOURCE)
+    meta = card_metadata(spec, variant, official)
     source = config["source_checkpoint"]
     pre = config["preprocessing"]
     eq = config["equivalence"]
@@ -135,14 +139,27 @@ def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], r
     files = config["files"]
     file_rows = [[f"`{name}`", info.get("framework", "-"), info.get("layout", "-"), info["size"], f"`{info['sha256'][:16]}...`"]
                  for name, info in files.items()]
-    accuracy = (f"{metric[1]} {metric[2]} on {variant.meta.get('dataset', '?')}, as reported by the authors "
-                f"({variant.meta.get('accuracy_source', 'official README')}); porthub did not re-evaluate it.") if metric else ""
+    reported = (f"{metric[1]} {metric[2]} on {variant.meta.get('dataset', '?')}, as reported by the authors "
+                f"({variant.meta.get('accuracy_source', 'official README')})") if metric else ""
+    if official:
+        accuracy = f"{reported}; porthub did not re-evaluate it." if metric else ""
+        what = f"The official {spec.title} weights ({variant.meta.get('readme_name', variant.name)})"
+    else:
+        accuracy = (f"Not the official weights: the authors' figure ({reported}) belongs to their release, not to "
+                    "this checkpoint.") if metric else ""
+        readme_name = variant.meta.get("readme_name", variant.name)
+        what = f"A user-supplied checkpoint `{source['name']}` of {spec.title} {readme_name}"
+    prov_line = {OFFICIAL: "official weights: the source file's sha256 is the one porthub's sources catalogue records",
+                 OFFICIAL_SOURCE: "official weights from the catalogued source, unpinned: the authors publish no "
+                                  "sha256, so the file's own is recorded here",
+                 USER: "the user's own checkpoint (not the official release as far as porthub can tell)"}.get(
+                     str(prov.get("kind")), "unknown")
+    where = f" Downloaded from {prov['location']}." if prov.get("location") else ""
     size = "x".join(str(n) for n in pre.get("input_size", variant.input_size))
     body = f"""
 # {variant.name}: {spec.title} for PyTorch and PaddlePaddle
 
-The official {spec.title} weights ({variant.meta.get('readme_name', variant.name)}), converted by
-porthub {config['porthub_version']} into both frameworks, with the
+{what}, converted by porthub {config['porthub_version']} into both frameworks, with the
 differences measured below.
 
 * Paper: {spec.paper or variant.meta.get('paper', 'see the official repository')}
@@ -183,6 +200,10 @@ std {list(pre.get('std', []))}.
 `model.safetensors` loads into the PyTorch model with `load_state_dict(strict=True)`; `model.paddle.safetensors`
 and `model.pdparams` hold the same tensors in Paddle's layout (Linear weights transposed, BatchNorm
 `_mean`/`_variance`). Every file's sha256 is in `config.json` and checked on download.
+
+## Provenance
+
+{prov_line}.{where} Source file `{source['name']}`, sha256 `{source['sha256']}`.
 
 ## Equivalence
 

@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
                    "or aistudio to fetch from AI Studio (Paddle weights, for either framework)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
+    s = sub.add_parser("fetch", help="get a model's official checkpoint; convert, verify, install it as porthub/MODEL")
+    s.add_argument("model", help="registered model (see `porthub list`)")
+    s.add_argument("--source", action="append", choices=("local", "url", "gdrive", "hf", "baidu"),
+                   help="only look here (repeatable; default: PORTHUB_SOURCES folders and the cache, then every "
+                   "catalogued location in order)")
+    s.add_argument("--force", action="store_true", help="download again and rebuild the repository even if it exists")
+    s.add_argument("--hub", metavar="DEST",
+                   help="where to install: local (default: PORTHUB_HOME), a folder, hf or a Hub URL")
+    s.add_argument("--dtype", action="append", choices=("float32", "float64"),
+                   help="verify in this dtype (repeatable; default both)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
     s.add_argument("families", nargs="*")
     return p
@@ -244,8 +256,38 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return cmd_download(args)
 
 
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .errors import SourceUnavailableError
+    from .sources import install
+
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    try:
+        result = install(args.model, hub=args.hub, source=args.source, force=args.force, progress=not args.json,
+                         dtypes=tuple(args.dtype or ("float32", "float64")), say=say)
+    except SourceUnavailableError as exc:
+        raise SourceUnavailableError(f"{exc} Then run `porthub fetch {args.model}` again.") from None
+    fetched = result.pop("source")
+    summary = {**result, "source": {"path": fetched.path, "sha256": fetched.sha256, "pinned": fetched.pinned,
+                                    "from": fetched.source, "provenance": fetched.provenance}}
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return 0
+    pin = ("sha256 matches the catalogue" if fetched.pinned else
+           "unpinned: the authors publish no sha256; this file's is recorded")
+    print(f"source {fetched.path} from {fetched.source}: sha256 {fetched.sha256} ({pin})")
+    if result.get("skipped"):
+        print(f"{result['repo_id']} is already installed from this file: {result['path']} (--force rebuilds it)")
+        return 0
+    for r in result.get("equivalence", []):
+        print(f"ok   {r['framework']:<7} {r['file']:<26} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} "
+              f"(limit {r['tolerance']:.1e})")
+    print(f"installed {result['repo_id']} ({fetched.provenance.get('kind')}): {result.get('path') or result.get('url')}")
+    return 0
+
+
 _COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests,
              "push": _cmd_push, "download": _cmd_download}
+_COMMANDS["fetch"] = _cmd_fetch
 
 
 def main(argv: Sequence[str] | None = None) -> int:

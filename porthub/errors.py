@@ -106,8 +106,3 @@ class HubUnreachableError(HubError, ConnectionError):
 class SourceUnavailableError(HubError, FileNotFoundError):
     """No catalogued location gave a variant's official file (offline, unreachable, or manual only); the
     message lists what was tried and the steps to provide the file by hand."""
-
-
-class SourceUnavailableError(HubError, FileNotFoundError):
-    """No catalogued location gave a variant's official file (offline, unreachable, or manual only); the
-    message lists what was tried and the steps to provide the file by hand."""

@@ -292,6 +292,11 @@ def pretrained_state(variant_name: str, framework: str = TORCH, revision: str | 
             raise
         except HubError as exc:
             failures.append(f"{hub}: {exc}")
+    if revision is None and repo_id in (None, default_repo_id(variant_name)):
+        # last: the authors' own file, fetched, converted, verified and installed in the local hub
+        from .sources import pretrained_from_official
+
+        return pretrained_from_official(variant_name, framework, failures)
     raise HubError(f"no published weights of {variant_name} in {', '.join(hub_order())} "
                    f"({' | '.join(failures)})")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .card import render_card
+from .catalogue import provenance as source_provenance
 from .engine import detect_layout, from_canonical
 from .errors import HubError
 from .hub import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision,
@@ -108,9 +109,13 @@ def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
 
 
 def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None,
-               dtypes: Sequence[str] = ("float32", "float64"), progress: Progress | None = None) -> dict[str, Any]:
+               dtypes: Sequence[str] = ("float32", "float64"), progress: Progress | None = None,
+               provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the repository of ``model`` converted from ``weights`` (any released layout, either
-    framework) into ``folder``; return its config. Raises HubError when verification fails."""
+    framework) into ``folder``; return its config. Raises HubError when verification fails.
+
+    ``provenance`` (from :mod:`porthub.sources`) says where the file came from; without it the file
+    counts as official only when its sha256 is one the sources catalogue records."""
     from .manifest import manifest_for
     from .registry import resolve
     from .verify import frameworks_of_file
@@ -121,6 +126,8 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
     ref = variant.model()
     say(f"reading {weights}")
     source_sha = sha256_file(weights)
+    if not provenance or provenance.get("sha256") != source_sha:
+        provenance = source_provenance(spec.sources.get(variant.name), source_sha)
     manifest = manifest_for(spec, ref, variant.name, variant)
     layout, state = detect_layout(load_checkpoint(weights), spec, manifest, frameworks_of_file(weights))
     files: dict[str, dict[str, Any]] = {}
@@ -150,6 +157,7 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
         "paper": spec.paper,
         "official_repo": spec.official_repo,
         "meta": _jsonable(dict(variant.meta)),
+        "provenance": _jsonable(dict(provenance)),
         "frameworks": {TORCH: {"file": "model.safetensors", "layout": STATE_LAYOUTS[TORCH].name},
                        PADDLE: {"file": "model.paddle.safetensors", "layout": STATE_LAYOUTS[PADDLE].name,
                                 "pdparams": "model.pdparams"}},
@@ -213,7 +221,7 @@ def publish_local(folder: str, repo_id: str, revision: str | None, root: str) ->
 
 def push(model: str, weights: str, repo_id: str | None = None, hub: str | None = None, revision: str | None = None,
          private: bool = False, dtypes: Sequence[str] = ("float32", "float64"),
-         progress: Progress | None = None) -> dict[str, Any]:
+         progress: Progress | None = None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint."""
     from .registry import resolve
 
@@ -233,7 +241,7 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
         os.makedirs(staging_root, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"{repo_id.replace('/', '--')}.", dir=staging_root)
     try:
-        config = build_repo(model, weights, folder, repo_id, dtypes, progress)
+        config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance)
         if kind == "local":
             where = publish_local(folder, repo_id, revision, dest)
             result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
@@ -249,6 +257,6 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(folder)
     result.update({"model": variant.name, "files": {k: v["sha256"] for k, v in config["files"].items()},
-                   "equivalence": config["equivalence"]["results"]})
+                   "equivalence": config["equivalence"]["results"], "provenance": config["provenance"]})
     return result
 

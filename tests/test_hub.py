@@ -384,7 +384,7 @@ card = ModelCard.load(sys.argv[1])
 card.validate()
 meta = metadata_load(sys.argv[1])
 known = (set(inspect.signature(ModelCardData.__init__).parameters) - {"self", "kwargs", "ignore_metadata_errors"}) | {"model-index"}
-results = [[r.task_type, r.dataset_type, r.dataset_name, r.metric_type, r.metric_value, r.source_url] for r in card.data.eval_results]
+results = [[r.task_type, r.dataset_type, r.dataset_name, r.metric_type, r.metric_value, r.source_url] for r in card.data.eval_results or []]
 bad = ModelCard(re.sub(r"^license: .*$", "license: no-such-licence", str(card), count=1, flags=re.M))
 assert bad.data.license == "no-such-licence"
 try:
@@ -404,9 +404,10 @@ print(json.dumps({"meta": meta, "unknown": sorted(set(meta) - known), "results":
     assert meta["license"] == "other" and meta["license_name"] == "unstated" and meta["license_link"].startswith("https://github.com/")
     assert {"pytorch", "paddlepaddle", "image-classification", "arxiv:2111.15193"} <= set(meta["tags"])
     assert meta["datasets"] == ["imagenet-1k"] and meta["library_name"] == "porthub"
-    assert got["model_name"] == "shunted_t"
-    assert got["results"] == [["image-classification", "imagenet-1k", "ImageNet-1k", "accuracy", 79.8,
-                               "https://github.com/OliverRensu/Shunted-Transformer"]]
+    assert got["model_name"] is None  # named by model-index, which only official weights carry
+    # a seeded file is the user's own checkpoint, not the official release: the card does not index the
+    # authors' 79.8 as its result (tests/test_sources.py checks the model-index of official weights)
+    assert got["results"] == []
     assert "license" in got["refused"]
 
 

@@ -29,8 +29,8 @@ from ..catalogue import Location, Release, SourceKind, provenance
 from ..errors import HubError, IntegrityError, SourceUnavailableError, UnknownModelError
 from .http import download, mirror_url
 
-__all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "source_folders", "offline", "mirror_url",
-           "cache_root", "SOURCE_KINDS"]
+__all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "pretrained_from_official", "source_folders",
+           "offline", "mirror_url", "cache_root", "SOURCE_KINDS"]
 
 #: what ``source=`` may name: where to look (``local`` = the PORTHUB_SOURCES folders and porthub's cache)
 SOURCE_KINDS = ("local", *(kind.value for kind in SourceKind))
@@ -291,3 +291,23 @@ def _publish_module() -> Any:
         from .. import hub_publish as publish
     return publish
 
+
+
+def pretrained_from_official(variant_name: str, framework: str, tried: Sequence[str] = ()) -> Any:
+    """The last step of the pretrained lookup: install the official file in the local hub (fetched,
+    converted, verified in float32 in both frameworks) and return its weights for ``framework`` as a
+    canonical state. ``tried`` are the hubs already asked; when this step fails too, the one error
+    lists them, what this step tried, and the manual steps."""
+    from ..hub import fetch, files_for, read_weights
+
+    tried = list(tried)
+    try:
+        result = install(variant_name, dtypes=("float32",))
+    except SourceUnavailableError as exc:
+        steps = " | ".join([*tried, f"official source: {exc}"])
+        raise SourceUnavailableError(f"no weights for {variant_name}: {steps}") from None
+    except UnknownModelError as exc:
+        raise HubError(f"no weights for {variant_name}: " + " | ".join([*tried, str(exc)])) from None
+    fetched = fetch(result["path"], (framework,))
+    name = files_for(fetched.config, (framework,))[0]
+    return read_weights(fetched.paths[name], fetched.config, framework)
