@@ -281,7 +281,12 @@ def pretrained_state(variant_name: str, framework: str = TORCH, revision: str | 
                 fetched = _fetch_folder(folder, (framework,), f"local hub repository {repo}")
             else:
                 from .hub_remote import remote_fetch
+                from .sources import offline
 
+                if offline() and not os.environ.get("HF_HUB_OFFLINE"):
+                    # PORTHUB_OFFLINE: huggingface_hub only knows its own switch, read at its import
+                    failures.append("hf: skipped (PORTHUB_OFFLINE is set)")
+                    continue
                 fetched = remote_fetch(repo, (framework,), check_revision(revision), None, local_folder=folder)
             if fetched.config.get("variant") != variant_name:
                 raise HubError(f"{fetched.where} holds {fetched.config.get('variant')!r}, not {variant_name!r}; "
@@ -301,6 +306,15 @@ def pretrained_state(variant_name: str, framework: str = TORCH, revision: str | 
                    f"({' | '.join(failures)})")
 
 
+def _official_variant(repo_id: str) -> str | None:
+    """The registered variant ``porthub/<variant>`` names (the repositories porthub installs from the
+    official sources), or None."""
+    from .registry import list_models
+
+    org, _, name = repo_id.partition("/")
+    return name if org == DEFAULT_ORG and not os.path.isdir(repo_id) and name in list_models() else None
+
+
 def from_pretrained(repo_id_or_path: str, framework: str = TORCH, revision: str | None = None,
                     dtype: str = "float32", endpoint: str | None = None, hub: str | None = None) -> Any:
     """The model of a porthub repository, built from its config.json, weights loaded strictly.
@@ -313,7 +327,19 @@ def from_pretrained(repo_id_or_path: str, framework: str = TORCH, revision: str 
 
         fetched, stored = aistudio_fetch(repo_id_or_path, (framework,), revision), PADDLE
     elif hub in (None, "local", "hf"):
-        fetched, stored = fetch(repo_id_or_path, (framework,), revision, endpoint, local=hub != "hf"), framework
+        try:
+            fetched, stored = fetch(repo_id_or_path, (framework,), revision, endpoint, local=hub != "hf"), framework
+        except IntegrityError:
+            raise
+        except HubError as exc:
+            official = _official_variant(repo_id_or_path) if hub is None and revision is None else None
+            if official is None:
+                raise
+            # porthub/<model> published nowhere: install the authors' file as that repository, then load it
+            from .sources import pretrained_from_official
+
+            pretrained_from_official(official, framework, [str(exc)])
+            fetched, stored = fetch(repo_id_or_path, (framework,)), framework
     else:
         raise HubError(f"hub {hub!r} is not one of local, hf, aistudio")
     config = fetched.config

@@ -360,6 +360,33 @@ np.save(sys.argv[2], np.asarray(run_model(model, np.load(sys.argv[1]), "paddle")
 
 
 @pytest.mark.slow
+def test_from_pretrained_of_an_unpublished_porthub_repository_installs_the_official_file(tmp_path: Path) -> None:
+    """PORTHUB_OFFLINE alone (huggingface_hub not told), the default hub order, a dead Hub endpoint on loopback."""
+    import socket
+
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    official = _official_file("shunted_t", folder / "ckpt_T.pth", seed=9)
+    np.save(tmp_path / "x.npy", official.x)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    code = """
+import sys, numpy as np, porthub
+from porthub.frameworks import run_model
+model = porthub.from_pretrained("porthub/shunted_t", framework="torch")
+np.save(sys.argv[2], np.asarray(run_model(model, np.load(sys.argv[1]), "torch")[0]))
+"""
+    env = _env(PORTHUB_HOME=tmp_path / "home2", PORTHUB_SOURCES=folder, PORTHUB_OFFLINE=1, HF_ENDPOINT=dead,
+               HF_HUB_CACHE=tmp_path / "hf")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _within_float32(np.load(tmp_path / "y.npy"), official.ref)
+    assert (tmp_path / "home2" / "models" / "porthub" / "shunted_t" / "config.json").is_file()
+
+
+@pytest.mark.slow
 def test_pretrained_focal_tiny_from_its_official_url_through_the_mirror_in_torch(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import porthub
