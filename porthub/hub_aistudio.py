@@ -43,6 +43,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from .catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
 from .errors import (
     AIStudioTokenError,
     HubError,
@@ -275,14 +276,20 @@ def render_card(config: Mapping[str, Any], repo_id: str) -> str:
                  if n.endswith((".pdmodel", ".json", ".pdiparams")) and n.startswith("inference")]
     meta = config.get("meta", {})
     size = "x".join(str(n) for n in pre.get("input_size", []))
+    kind = str((config.get("provenance") or {}).get("kind", USER))
+    if kind in (OFFICIAL, OFFICIAL_SOURCE):
+        what = f"The official {config['family']} weights of {variant}"
+    else:
+        what = (f"A user-supplied checkpoint `{source['name']}` of {variant} (not the official release as far as "
+                "porthub can tell)")
     body = f"""---
 license: {aistudio_licence(str(config.get('licence', '')))}
 ---
 
 # {variant}: {meta.get('readme_name', variant)} for PaddlePaddle
 
-The official {config['family']} weights, converted from PyTorch by porthub {config['porthub_version']} and
-checked against the official checkpoint (the parity table below). Licence of the official release:
+{what}, converted by porthub {config['porthub_version']} for PaddlePaddle and checked against the source
+checkpoint (the parity table below). Licence of the official release:
 {config.get('licence') or 'see the official repository'}.
 
 ## Usage
@@ -316,7 +323,7 @@ Evaluation preprocessing: resize {pre.get('resize', '-')}, centre crop {size}
 
 ## Parity with the official checkpoint
 
-porthub ran the official checkpoint in PyTorch on `test/input.npy` and the converted files in each
+porthub ran the source checkpoint in PyTorch on `test/input.npy` and the converted files in each
 framework and dtype (max |difference| of the output; `{pdparams}` holds the same tensors as the measured
 Paddle file, checked bit for bit: {eq.get('pdparams_identical_to_paddle_safetensors')}):
 
@@ -328,6 +335,8 @@ Paddle file, checked bit for bit: {eq.get('pdparams_identical_to_paddle_safetens
 
 ## Provenance
 
+* Weights: {kind}{(' (downloaded from ' + str(config['provenance']['location']) + ')')
+                   if (config.get('provenance') or {}).get('location') else ''}
 * Source checkpoint: `{source['name']}` (sha256 `{source['sha256']}`, layout `{source['layout']}`,
   official file `{source.get('official_file', '')}`)
 * Official code: {config.get('official_repo', '')}
