@@ -466,6 +466,77 @@ def _official_card_passes_the_hubs_validation(readme: Path, root: Path) -> None:
                                        "shunted_t"]
 
 
+_HUB_COPY = """
+import dataclasses, json, os, sys
+import numpy as np, torch
+from huggingface_hub import HfApi
+from porthub import sources
+from porthub.errors import IntegrityError
+from porthub.frameworks import build_model, run_model
+from porthub.io import save_checkpoint
+from porthub.pairs import seeded_input, seeded_state
+from porthub.registry import resolve
+import porthub
+
+spec, variant = resolve("twins_pcpvt_small")
+loc = [l for l in spec.sources[variant.name].locations if l.kind.value == "hf"][0]
+state = seeded_state(spec, variant.model(), seed=12)
+path = os.path.join(sys.argv[1], "model.safetensors")
+save_checkpoint(state, path, "safetensors", {"format": "pt"})   # timm's re-save: official keys, no porthub metadata
+api = HfApi()
+api.create_repo(loc.where, exist_ok=True)
+api.upload_file(path_or_fileobj=path, path_in_repo=loc.filename, repo_id=loc.where)
+release = spec.sources[variant.name]
+# a wrong published sha256 for the Hub copy: refused, and evicted from huggingface_hub's cache
+bad = dataclasses.replace(loc, sha256="0" * 64)
+spec.sources[variant.name] = dataclasses.replace(release, locations=(release.locations[0], release.locations[1], bad))
+try:
+    sources.fetch_official("twins_pcpvt_small", source="hf", progress=False)
+    refused = ""
+except IntegrityError as exc:
+    refused = str(exc)
+spec.sources[variant.name] = release
+result = sources.install("twins_pcpvt_small", source="hf", dtypes=("float32",), progress=False)
+x = seeded_input(variant, seed=13)
+net = build_model(spec, variant.model(), "torch")
+net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
+with torch.no_grad():
+    ref = net(torch.from_numpy(x)).numpy()
+model = porthub.create_model("twins_pcpvt_small", framework="paddle", pretrained=True)
+got = np.asarray(run_model(model, x, "paddle")[0])
+print(json.dumps({"refused": refused, "provenance": result["source"].provenance, "path": result["path"],
+                  "diff": float(np.abs(got.astype(np.float64) - ref).max()), "scale": float(np.abs(ref).max())}))
+"""
+
+
+@pytest.mark.slow
+def test_a_hub_hosted_copy_comes_through_huggingface_hub_and_a_wrong_sha256_is_evicted(tmp_path: Path) -> None:
+    """timm's Hub copy of Twins (model.safetensors, official keys) on the Hub-protocol double (tests/hubserver.py)."""
+    root = tmp_path / "hub"
+    root.mkdir()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hubserver.py"), "--root", str(root / "data"),
+                             "--token", "hf_test"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        env = _env(HF_ENDPOINT=f"http://127.0.0.1:{int(line.split()[1])}", HF_TOKEN="hf_test", HF_HUB_DISABLE_XET=1,
+                   HF_HUB_CACHE=tmp_path / "hf", PORTHUB_HOME=tmp_path / "home", PORTHUB_HUBS="local")
+        done = subprocess.run([sys.executable, "-c", _HUB_COPY, str(tmp_path)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "refused and removed" in got["refused"]
+    assert got["provenance"]["kind"] == OFFICIAL_SOURCE and got["provenance"]["copy_of_original"] is False
+    assert got["provenance"]["location"] == "Hugging Face Hub timm/twins_pcpvt_small.in1k/model.safetensors"
+    assert got["diff"] <= 2e-5 * max(1.0, got["scale"])
+    blobs = [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and "blobs" in p.parts]
+    assert len(blobs) == 1  # the refused copy was evicted; only the accepted download is cached
+
+
 def test_fetch_command_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from porthub.cli import main
 
