@@ -258,12 +258,12 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .errors import SourceUnavailableError
-    from .sources import install
+    from .sources import install_details
 
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     try:
-        result = install(args.model, hub=args.hub, source=args.source, force=args.force, progress=not args.json,
-                         dtypes=tuple(args.dtype or ("float32", "float64")), say=say)
+        result = install_details(args.model, hub=args.hub, source=args.source, force=args.force,
+                                 progress=not args.json, dtypes=tuple(args.dtype or ("float32", "float64")), say=say)
     except SourceUnavailableError as exc:
         raise SourceUnavailableError(f"{exc} Then run `porthub fetch {args.model}` again.") from None
     fetched = result.pop("source")
@@ -281,7 +281,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     for r in result.get("equivalence", []):
         print(f"ok   {r['framework']:<7} {r['file']:<26} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} "
               f"(limit {r['tolerance']:.1e})")
-    print(f"installed {result['repo_id']} ({fetched.provenance.get('kind')}): {result.get('path') or result.get('url')}")
+    where = result.get("path") or result.get("url")
+    print(f"installed {result['repo_id']} ({fetched.provenance.get('kind')}): {where}")
     return 0
 
 

@@ -431,7 +431,8 @@ def test_fetch_command_installs_pinned_official_weights_and_is_idempotent(tmp_pa
     assert "model-index" in card and "79.8" in card and "official weights: the source file's sha256" in card
     _official_card_passes_the_hubs_validation(repo / "README.md", tmp_path / "hubsrv")
     stamp = (repo / "config.json").stat().st_mtime_ns
-    result = sources.install("shunted_t", dtypes=("float32",))
+    assert sources.install("shunted_t", dtypes=("float32",)) == str(repo)
+    result = sources.install_details("shunted_t", dtypes=("float32",))
     assert result["skipped"] is True and (repo / "config.json").stat().st_mtime_ns == stamp
 
 
@@ -496,7 +497,7 @@ try:
 except IntegrityError as exc:
     refused = str(exc)
 spec.sources[variant.name] = release
-result = sources.install("twins_pcpvt_small", source="hf", dtypes=("float32",), progress=False)
+result = sources.install_details("twins_pcpvt_small", source="hf", dtypes=("float32",), progress=False)
 x = seeded_input(variant, seed=13)
 net = build_model(spec, variant.model(), "torch")
 net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)

@@ -29,8 +29,8 @@ from ..catalogue import Location, Release, SourceKind, provenance
 from ..errors import HubError, IntegrityError, SourceUnavailableError, UnknownModelError
 from .http import download, mirror_url
 
-__all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "pretrained_from_official", "source_folders",
-           "offline", "mirror_url", "cache_root", "SOURCE_KINDS"]
+__all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "install_details", "pretrained_from_official",
+           "source_folders", "offline", "mirror_url", "cache_root", "SOURCE_KINDS"]
 
 #: what ``source=`` may name: where to look (``local`` = the PORTHUB_SOURCES folders and porthub's cache)
 SOURCE_KINDS = ("local", *(kind.value for kind in SourceKind))
@@ -254,12 +254,23 @@ def fetch_official(variant_name: str, dest_dir: str | None = None, progress: boo
 
 def install(variant_name: str, hub: str | None = None, source: str | Sequence[str] | None = None, force: bool = False,
             progress: bool = True, dtypes: Sequence[str] = ("float32", "float64"), repo_id: str | None = None,
-            dest_dir: str | None = None, say: Progress | None = None) -> dict[str, Any]:
+            dest_dir: str | None = None, say: Progress | None = None) -> str:
     """Fetch the official file, convert it, verify it (both frameworks against the file's own weights run
     in PyTorch), and publish it as ``porthub/<variant>`` (``hub``: the local hub by default, a folder,
-    ``hf`` or a Hub URL). A local repository already built from a file with the same sha256 is kept
-    unless ``force``. Returns push's summary plus ``source`` (the :class:`FetchedSource`), ``path`` (the
-    repository folder for a local hub) and ``skipped`` (True when nothing had to be done)."""
+    ``hf`` or a Hub URL). Returns the repository folder (local hub or folder), else ``<endpoint>/<repo_id>``.
+    A local repository already built from a file with the same sha256 is kept unless ``force``.
+    :func:`install_details` takes the same arguments and says more."""
+    result = install_details(variant_name, hub, source, force, progress, dtypes, repo_id, dest_dir, say)
+    return str(result.get("path") or f"{result.get('endpoint', '')}/{result['repo_id']}")
+
+
+def install_details(variant_name: str, hub: str | None = None, source: str | Sequence[str] | None = None,
+                    force: bool = False, progress: bool = True, dtypes: Sequence[str] = ("float32", "float64"),
+                    repo_id: str | None = None, dest_dir: str | None = None,
+                    say: Progress | None = None) -> dict[str, Any]:
+    """:func:`install`, returning push's summary (``repo_id``, ``hub``, ``files``, ``equivalence``,
+    ``provenance``) plus ``source`` (the :class:`FetchedSource`), ``path`` (the repository folder, for a
+    local hub) and ``skipped`` (True when the repository already held this file)."""
     from ..hub import CONFIG_NAME, default_repo_id, local_repo_dir, read_config
 
     say = say or (lambda _msg: None)
@@ -302,12 +313,12 @@ def pretrained_from_official(variant_name: str, framework: str, tried: Sequence[
 
     tried = list(tried)
     try:
-        result = install(variant_name, dtypes=("float32",))
+        path = install(variant_name, dtypes=("float32",))
     except SourceUnavailableError as exc:
         steps = " | ".join([*tried, f"official source: {exc}"])
         raise SourceUnavailableError(f"no weights for {variant_name}: {steps}") from None
     except UnknownModelError as exc:
         raise HubError(f"no weights for {variant_name}: " + " | ".join([*tried, str(exc)])) from None
-    fetched = fetch(result["path"], (framework,))
+    fetched = fetch(path, (framework,))
     name = files_for(fetched.config, (framework,))[0]
     return read_weights(fetched.paths[name], fetched.config, framework)
