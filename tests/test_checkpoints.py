@@ -718,3 +718,41 @@ def test_json_errors_are_json(tmp_path):
         "convert", "shunted", "--config", CASE, "--to", "paddle", "--src", PTH, "--from-layout", "nope", "--json"
     )
     assert json.loads(p.stdout)["error"].startswith("shunted has no layout 'nope'")  # no KeyError quotes
+
+
+_PEAK = """import sys; sys.modules['torch'] = None; sys.modules['paddle'] = None
+from porthub.convert import convert
+convert(sys.argv[1], sys.argv[2], 'paddle', sys.argv[3])
+print([int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')][0] * 1024)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
+def test_training_entries_cost_no_memory(tmp_path):
+    """A training save three times the weights' size (AdamW's two moments) converts in the memory the
+    bare weights take: the skipped tensors stay unread pages of the mapped file."""
+    spec = SPECS["shunted"]
+    variant = spec.variants[0]
+    rng = np.random.default_rng(0)
+    state = OrderedDict(
+        (k, rng.standard_normal(s).astype(d) if np.dtype(d).kind == "f" else np.zeros(s, d))
+        for k, (s, d) in load_manifest(spec, variant).entries.items()
+    )
+    bare, train = tmp_path / "bare.pth", tmp_path / "train.pth"
+    save_checkpoint(state, str(bare), "pth")
+    moments = {i: {"exp_avg": v, "exp_avg_sq": v} for i, v in enumerate(state.values()) if v.dtype.kind == "f"}
+    save_checkpoint({"model": state, "optimizer": {"state": moments}, "epoch": 3}, str(train), "pth")
+    assert os.path.getsize(train) > 2.9 * os.path.getsize(bare)
+    peaks = {}
+    for name, src in (("bare", bare), ("train", train)):
+        p = subprocess.run(
+            [sys.executable, "-c", _PEAK, variant.name, str(src), str(tmp_path / f"{name}.pdparams")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        peaks[name] = int(p.stdout.split()[-1])
+    assert _digest(tmp_path / "bare.pdparams") == _digest(tmp_path / "train.pdparams")
+    assert peaks["train"] <= 1.1 * peaks["bare"] + (8 << 20), peaks
