@@ -316,6 +316,37 @@ def test_manual_sources_print_the_exact_steps(tmp_path: Path, monkeypatch: pytes
         sources.fetch_official("shunted_t", source="ftp")
 
 
+def test_google_drive_goes_through_gdown_and_its_absence_or_failure_is_said(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """gdown is replaced by a double (Drive cannot be reached from here): the call porthub makes, the
+    cached record, the missing extra and a refused download."""
+    import types
+
+    calls = []
+
+    def fake_download(id: str, output: str, quiet: bool, resume: bool) -> str:  # noqa: A002 (gdown's name)
+        calls.append((id, os.path.basename(output), quiet, resume))
+        Path(output).write_bytes(b"drive bytes")
+        return output
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=fake_download))
+    got = sources.fetch_official("twins_pcpvt_small", source="gdrive", progress=False)
+    assert calls == [("1TWIx_8M-4y6UOKtbCgm1v-UVQ-_lYe6X", "pcpvt_small.pth", True, True)]
+    assert Path(got.path).read_bytes() == b"drive bytes" and not got.pinned
+    assert got.provenance["kind"] == OFFICIAL_SOURCE
+
+    def refusing(**_kw: object) -> None:
+        raise OSError("Too many users have viewed or downloaded this file recently")
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=refusing))
+    with pytest.raises(SourceUnavailableError, match="Too many users"):
+        sources.fetch_official("crossformer_tiny", source="gdrive", progress=False)
+    monkeypatch.setitem(sys.modules, "gdown", None)  # not installed
+    with pytest.raises(SourceUnavailableError, match=r"pip install 'porthub\[gdrive\]'") as info:
+        sources.fetch_official("crossformer_base", source=("gdrive", "baidu"), progress=False)
+    assert "extraction code 7md9" in str(info.value)
+
+
 def test_offline_takes_no_network_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        small_focal_bytes: bytes) -> None:
     url = sources.catalogue("focal_tiny").locations[0].where

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..catalogue import Location, Release, SourceKind, provenance
-from ..errors import HubError, IntegrityError, SourceUnavailableError, UnknownModelError
+from ..errors import FrameworkMissingError, HubError, IntegrityError, SourceUnavailableError, UnknownModelError
 from .http import download, mirror_url
 
 __all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "install_details", "pretrained_from_official",
@@ -242,7 +242,8 @@ def fetch_official(variant_name: str, dest_dir: str | None = None, progress: boo
     for loc in network:
         try:
             return _download_one(root, variant, release, loc, progress, say)
-        except SourceUnavailableError as exc:
+        except (SourceUnavailableError, FrameworkMissingError) as exc:
+            # an optional client missing (gdown, huggingface_hub) only rules out its own locations
             tried.append(f"{loc.describe()}: {exc}")
     for loc in release.locations:
         if loc.manual and loc.kind.value in kinds:
