@@ -755,4 +755,6 @@ def test_training_entries_cost_no_memory(tmp_path):
         assert p.returncode == 0, p.stderr
         peaks[name] = int(p.stdout.split()[-1])
     assert _digest(tmp_path / "bare.pdparams") == _digest(tmp_path / "train.pdparams")
-    assert peaks["train"] <= 1.1 * peaks["bare"] + (8 << 20), peaks
+    # the extra is the bigger pickle and zip directory (per entry), far below the skipped tensors' bytes
+    skipped = os.path.getsize(train) - os.path.getsize(bare)
+    assert peaks["train"] - peaks["bare"] < 0.25 * skipped, (peaks, skipped)
