@@ -440,14 +440,17 @@ def _landed(client: Any, repo_id: str, folder: str, names: Sequence[str], token:
 
 
 def check_publishable(repo_id: str, revision: str | None = None, token: str | None = None) -> str:
-    """The token for a push to ``repo_id``, after the checks that need no network (name, branch,
-    token, client installed)."""
+    """The token for a push to ``repo_id``, after the checks that cost nothing (name, branch, token, client
+    installed, AI Studio's git host answering), so that a push fails before its conversion."""
     _split(repo_id)
     if revision not in (None, DEFAULT_REVISION):
         raise HubError(f"AI Studio uploads go to the branch {DEFAULT_REVISION} (the SDK cannot create branches); "
                        f"leave out the revision {revision!r}")
     found = require_token(token)
     sdk()
+    if not _reachable(git_host()):
+        raise HubUnreachableError(f"cannot reach AI Studio ({git_host()}); check the network and STUDIO_GIT_HOST, "
+                                  "or publish to the local hub")
     return found
 
 
@@ -462,9 +465,6 @@ def publish(folder: str, repo_id: str, token: str | None = None, revision: str |
     owner, name = _split(repo_id)
     client = sdk()
     config = read_config(os.path.join(folder, CONFIG_NAME))
-    if not _reachable(git_host()):
-        raise HubUnreachableError(f"cannot reach AI Studio ({git_host()}); check the network and STUDIO_GIT_HOST, "
-                                  "or publish to the local hub")
     with tempfile.TemporaryDirectory(prefix="porthub-aistudio-") as out:
         staged = stage_folder(folder, config, out, repo_id)
         licence = aistudio_licence(str(config.get("licence", "")))

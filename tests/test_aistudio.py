@@ -229,7 +229,7 @@ def test_aistudio_card_passes_the_yaml_check_for_every_variant(tmp_path: Path) -
     assert double_mod.validate_aistudio_yaml("license: [unclosed") is not None
 
 
-def test_aistudio_push_without_token_fails_before_any_work(studio: double_mod.Double, source: SimpleNamespace,
+def test_aistudio_push_without_token_or_network_fails_before_any_work(studio: double_mod.Double, source: SimpleNamespace,
                                                            guard: SimpleNamespace, tmp_path: Path) -> None:
     started = time.monotonic()
     done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
@@ -241,6 +241,12 @@ def test_aistudio_push_without_token_fails_before_any_work(studio: double_mod.Do
     assert "access token" in errors[0] and "AISTUDIO_ACCESS_TOKEN" in errors[0]
     assert took < 60, f"the missing token was reported after {took:.0f} s (after the conversion?)"
     assert studio.hits("POST", "/sdk/add") == 0
+    # AI Studio unreachable: also said before the conversion
+    started = time.monotonic()
+    done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
+                    _env(studio, tmp_path, guard, STUDIO_GIT_HOST=f"http://127.0.0.1:{_free_port()}"), timeout=300)
+    assert done.returncode == 1 and len(_error_lines(done)) == 1, done.stderr[-2000:]
+    assert "cannot reach AI Studio" in _error_lines(done)[0] and time.monotonic() - started < 60
 
 
 def test_aistudio_token_comes_from_argument_environment_or_token_file(tmp_path: Path,
