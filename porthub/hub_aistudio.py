@@ -18,6 +18,9 @@ Facts of the SDK (0.3.9) this module relies on:
   porthub calls the SDK it replaces those hooks: nothing is sent unless ``PORTHUB_AISTUDIO_STATS=1``, and
   then from a daemon thread that porthub waits for at most ``STATS_WAIT_S`` seconds. The upload
   statistic (which would carry the token) is never sent.
+* The SDK indexes a download folder with pickle files (``.msc``, ``.mdl``) that it unpickles on its next
+  call. porthub downloads into its own cache (``<local hub>/aistudio/<owner>/<name>@<revision>``), only
+  ``config.json`` and plain ``*.pdparams`` files, so a repository cannot plant one.
 
 An AI Studio repository holds what a Paddle user needs: ``model.pdparams``, the Paddle inference
 model and any other file of the built repository that is not PyTorch's, ``config.json``, a
