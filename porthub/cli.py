@@ -214,9 +214,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                              "frameworks; --framework torch/paddle goes with --reference")
         if args.no_features and args.report:
             raise InputError("--report is the per-layer comparison; it cannot go with --no-features")
-        if weights is None:
-            print(f"weights: seeded random (no --weights given); outputs{' and top classes' if args.topk else ''} "
-                  "are those of an untrained model", file=sys.stderr)
         report = verify_pair(args.model, args.dtype, weights, image=args.input, report_dir=args.report, topk=args.topk,
                              **({"features": False} if args.no_features else {}))
     else:
@@ -224,6 +221,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
+        if report.get("weights") == "seeded":
+            print("weights: seeded random (no --weights given): the outputs and top classes are an untrained model's")
         for r in report["results"]:
             mark = "ok  " if r["ok"] else "FAIL"
             print(f"{mark} {r['framework']:<7} {r['output']:<28} max|diff| {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e}, {r['dtype']})")
