@@ -233,6 +233,17 @@ def test_one_call_retries_and_resumes_and_a_server_ignoring_range_restarts(tmp_p
     assert [r["status"] for r in _requests(log2)] == [200, 200]
 
 
+def test_progress_bar_stays_quiet_when_output_is_not_a_terminal(tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    from porthub.sources.http import download
+
+    _serve_file(tmp_path / "srv", "https://files.example/q.pth", b"q" * 300_000)
+    with source_server(tmp_path / "srv", tmp_path / "log") as base:
+        download(sources.mirror_url("https://files.example/q.pth", base), str(tmp_path / "q.pth"), progress=True)
+    assert (tmp_path / "q.pth").stat().st_size == 300_000
+    assert capfd.readouterr().err == ""
+
+
 def test_missing_file_on_the_server_is_one_clear_error(tmp_path: Path) -> None:
     from porthub.sources.http import download
 
