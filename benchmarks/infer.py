@@ -100,7 +100,7 @@ def leaf_split(model: Any, x: Any, framework: str, repeat: int = 3) -> dict[str,
     one framework kernel, give or take its bias add) timed at its own inputs through forward hooks,
     grouped by class, and the rest ("between"): porthub's reshapes, transposes, attention
     arithmetic and Python. The fastest of ``repeat`` forwards."""
-    from porthub.frameworks import add_output_hook, named_modules
+    from porthub.runtime import add_output_hook, named_modules
 
     leaves = [m for m in named_modules(model, framework).values() if not list(m.children())]
     best: dict[str, Any] | None = None
@@ -182,7 +182,7 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
     """``ratios`` None: no op-mix prediction, and no Paddle model unless ``with_paddle``."""
     if with_paddle is None:
         with_paddle = ratios is not None
-    from porthub.frameworks import build_model, load_state, to_numpy
+    from porthub.runtime import build_model, load_state, to_numpy
     from porthub.registry import get_spec
 
     torch, paddle = frameworks()

@@ -8,7 +8,7 @@ LayerNorm, BatchNorm, depthwise and dense convolution), at shapes taken from the
 the two frameworks' calls alternate ``--repeat`` times and the fastest calls are compared (on a
 shared machine the fastest call is the one least disturbed by other work). The ratio
 Paddle/PyTorch is the kernels' own: ``infer.py`` predicts each model's ratio from these and its mix
-of ops. Both frameworks are imported through ``porthub.frameworks.import_framework``, which gives
+of ops. Both frameworks are imported through ``porthub.runtime.import_framework``, which gives
 Paddle the machine's cores when OMP_NUM_THREADS is unset (``import paddle`` alone pins one thread).
 
 ``--env`` reruns the measurement under: porthub's default, OMP_NUM_THREADS=1 (Paddle's own default),
@@ -108,7 +108,7 @@ def _make(fw: str, batch: int) -> dict[str, Callable[[], Any]]:
 
 
 def frameworks() -> tuple[Any, Any]:
-    from porthub.frameworks import import_framework
+    from porthub.runtime import import_framework
 
     torch = import_framework("torch")
     paddle = import_framework("paddle")

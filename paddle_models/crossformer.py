@@ -20,7 +20,7 @@ import paddle.nn.functional as F
 from paddle import nn
 from paddle.distributed.fleet.utils import recompute
 
-from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
+from porthub.geometry.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
 from .layers import DropPath, Mlp, attention, dense_layout, make_norm, register_constant, to_2tuple
 

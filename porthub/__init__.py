@@ -32,7 +32,7 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
     checks its input against the family's rule (channels, size): a wrong one raises
     :class:`porthub.errors.InputError` (a ValueError) naming the constraint.
     """
-    from .frameworks import build_model, load_state
+    from .runtime import build_model, load_state
     from .registry import resolve
 
     spec, variant = resolve(name)

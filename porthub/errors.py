@@ -60,6 +60,26 @@ class FrameworkMissingError(PorthubError, ImportError):
     """The command needs torch or paddle and it is not installed."""
 
 
+class UnknownFrameworkError(PorthubError, ValueError):
+    """A framework name that is neither "torch" nor "paddle"."""
+
+
+class ModelClassError(PorthubError, AttributeError):
+    """A family's model module has no class of the name a spec or a config.json names."""
+
+
+class NoSuchModuleError(PorthubError, KeyError):
+    """A module path to take an output from (a feature, a hook) is not in the model."""
+
+
+class ModelConfigError(PorthubError, ValueError):
+    """A model's constructor arguments that its family's rules do not allow (a group type, a size)."""
+
+
+class NonFiniteWeightsError(PorthubError, ValueError):
+    """Weights holding NaN or infinity (a corrupt file or a diverged run)."""
+
+
 class HubError(PorthubError, OSError):
     """A hub repository cannot be found, read or written."""
 

@@ -24,7 +24,7 @@ def _quiet_http_log() -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .hub_publish import push
+    from .hub.publish import push
 
     _quiet_http_log()
 
@@ -52,7 +52,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         target = args.model if looks_like_repo else default_repo_id(resolve(args.model)[1].name)
     frameworks = ("torch", "paddle") if args.framework == "both" else (args.framework,)
     if args.hub == "aistudio":
-        from .hub_aistudio import fetch as aistudio_fetch
+        from .hub.aistudio import fetch as aistudio_fetch
 
         fetched = aistudio_fetch(target, frameworks, args.revision)
     else:

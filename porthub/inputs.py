@@ -2,7 +2,7 @@
 
 A family declares, per constructor, an :class:`~porthub.spec.InputRule` (``FamilySpec.input_rule``):
 the channel count, the smallest side, what each side must be a multiple of, or the one size a
-fixed-size classifier is built for. :func:`porthub.frameworks.build_model` attaches :func:`check_input`
+fixed-size classifier is built for. :func:`porthub.runtime.build_model` attaches :func:`check_input`
 as a forward pre-hook on the root model, so a wrong input fails with the constraint named instead of
 a reshape error deep inside. The check reads only the shape and dtype: it costs nothing next to a
 forward pass.

@@ -45,13 +45,13 @@ def manifest_for(spec: FamilySpec, ref: ModelRef, name: str, variant: Variant | 
         shipped = load_manifest(spec, variant)
         if shipped is not None:
             return shipped
-    from .frameworks import available_framework, model_manifest
+    from .runtime import available_framework, model_manifest
 
     return model_manifest(spec, ref, available_framework(), name)
 
 
 def write_manifests(spec: FamilySpec, framework: str = "torch") -> str:
-    from .frameworks import model_manifest
+    from .runtime import model_manifest
 
     data = {v.name: model_manifest(spec, v.model(), framework, v.name).to_list() for v in spec.variants}
     os.makedirs(_DIR, exist_ok=True)

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from .compare import compare_outputs
 from .engine import Manifest, detect_layout, from_canonical, to_canonical, unwrap
 from .inputs import check_input
 from .io import load_checkpoint
 from .manifest import manifest_for
 from .registry import resolve
 from .spec import PADDLE, TORCH, FamilySpec, ModelRef, Variant
-from .verify import Comparison, frameworks_of_file, max_abs_diff
+from .verify import frameworks_of_file
 
 if TYPE_CHECKING:
     from .report import LayerComparison, ModelReport
@@ -28,17 +29,15 @@ def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0, model: Any = No
     """The model's own buffers (index tables, constants) with every learned floating tensor and
     BatchNorm statistic replaced by seeded noise of a sensible scale, so every parameter matters.
     ``model``: an already built PyTorch model of ``ref`` to read the buffers from."""
-    from .frameworks import build_model, import_framework
+    from .runtime import build_model, parameter_names, seed_framework, state_arrays
 
-    torch = import_framework(TORCH)
-    torch.manual_seed(seed)
+    seed_framework(TORCH, seed)
     if model is None:
         model = build_model(spec, ref, TORCH)
-    params = {name for name, _ in model.named_parameters()}
+    params = parameter_names(model, TORCH)
     rng = np.random.default_rng(seed)
     state: OrderedDict = OrderedDict()
-    for key, tensor in model.state_dict().items():
-        value = tensor.detach().cpu().numpy()
+    for key, value in state_arrays(model, TORCH).items():
         leaf = key.rpartition(".")[2]
         if value.dtype.kind != "f" or (key not in params and leaf not in ("running_mean", "running_var")):
             state[key] = value
@@ -127,7 +126,7 @@ def layer_report(name: str, weights: str | None = None, image: str | None = None
 def _outputs_only(spec: FamilySpec, ref: ModelRef, state: Mapping[str, np.ndarray], x: np.ndarray, dtype: str,
                   name: str) -> tuple[Any, Any]:
     """Both frameworks' final outputs, without per-layer hooks (one model in memory at a time)."""
-    from .frameworks import build_model, load_state, run_model
+    from .runtime import build_model, load_state, run_model
 
     outputs = []
     for framework in (TORCH, PADDLE):
@@ -160,11 +159,9 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
         torch_out, paddle_out = layers.torch_output, layers.paddle_output
     else:
         torch_out, paddle_out = _outputs_only(spec, ref, state, x, dtype, variant.name)
-    ref_out = _final(torch_out)
-    tol = spec.tolerance(PADDLE).for_dtype(dtype) * max(1.0, float(np.abs(ref_out).max()))
-    diff = max_abs_diff(_final(paddle_out), ref_out)
+    # every item of a list output (each map of a feature pyramid), by name
+    results = compare_outputs(torch_out, paddle_out, spec.tolerance(PADDLE).for_dtype(dtype), PADDLE, dtype)
     same = roundtrip_identical(state, spec, ref.kwargs, variant.release_layout)
-    result = Comparison(PADDLE, "output", diff, tol, diff <= tol, dtype)
     first = layers.first_divergence if layers else None
     worst = layers.worst() if layers else None
     notes = [f"official -> paddle -> official: {'identical' if same else 'NOT identical'} ({len(state)} tensors)",
@@ -179,19 +176,19 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
         notes.append(f"per layer: FIRST DIVERGENCE at {first.key} ({first.type}): local max|diff| {first.max_abs:.3e} "
                      f"> limit {first.limit:.1e}" + (f"; {first.note}" if first.note else ""))
     out: dict[str, Any] = {
-        "ok": result.ok and same and first is None,
+        "ok": all(r.ok for r in results) and same and first is None,
         "model": variant.name,
         "dtype": dtype,
         "weights": weights or "seeded",
         "input": described,
         "roundtrip_identical": same,
-        "results": [result.as_dict()],
+        "results": [r.as_dict() for r in results],
         "first_divergence": None if first is None else first.key,
         "layers": layers.as_dict() if layers else None,
         "notes": notes,
     }
     if topk:
-        lines = topk_lines(ref_out, _final(paddle_out), topk)
+        lines = topk_lines(_final(torch_out), _final(paddle_out), topk)
         out["topk"] = lines
         notes.extend(lines)
     if report_dir and layers is not None:

@@ -166,8 +166,6 @@ def load_input(path: str, recipe: Preprocessing) -> np.ndarray:
 
 def to_framework(x: np.ndarray, framework: str, dtype: str = "float32") -> Any:
     """The one conversion of a preprocessed array into a framework tensor (what both runs use)."""
-    from .frameworks import import_framework
+    from .runtime import from_numpy
 
-    fw = import_framework(framework)
-    arr = np.ascontiguousarray(x.astype(dtype))
-    return fw.from_numpy(arr) if framework == "torch" else fw.to_tensor(arr)
+    return from_numpy(x, framework, dtype)

@@ -27,16 +27,14 @@ import json
 import math
 import os
 import re
-import time
-import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .compare import limit, max_abs_diff
 from .errors import PorthubError
 from .io import atomic_write
-from .preprocess import to_framework
 from .spec import PADDLE, TORCH, FamilySpec, Tolerance
 
 __all__ = [
@@ -285,110 +283,46 @@ def _difference(got: Any, want: Any) -> tuple[float, str]:
                 if not np.array_equal(g_arr, w_arr):
                     return math.inf, "integer/boolean output differs"
                 continue
-            diff = np.abs(g_arr.astype(np.float64) - w_arr.astype(np.float64))
-            if not np.all(np.isfinite(diff)):
+            diff = max_abs_diff(g_arr, w_arr)
+            if not math.isfinite(diff):
                 return math.inf, "non-finite values"
-            worst = max(worst, float(diff.max()))
+            worst = max(worst, diff)
         elif g != w:
             return math.inf, f"value {g!r} in Paddle, {w!r} in PyTorch"
     return worst, ""
 
 
 # ------------------------------------------------------------------------------------- PyTorch
-class _TorchArrays:
-    """numpy copies of torch tensors, one per tensor object and version, so that a tensor that is the
-    output of one module and the input of the next is stored once. Entries die with their tensor, so a
-    recycled ``id`` never finds a stale copy; a tensor changed in place gets a new copy."""
-
-    def __init__(self, torch: Any) -> None:
-        self._torch = torch
-        self._by_id: dict[int, tuple[Any, int, np.ndarray]] = {}
-
-    def _array(self, tensor: Any) -> np.ndarray:
-        key = id(tensor)
-        hit = self._by_id.get(key)
-        if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:
-            return hit[2]
-        arr = tensor.detach().cpu().numpy().copy()
-        by_id = self._by_id
-        self._by_id[key] = (weakref.ref(tensor, lambda _ref, k=key: by_id.pop(k, None)), tensor._version, arr)
-        return arr
-
-    def __call__(self, value: Any) -> Any:
-        return _map(value, lambda v: self._array(v) if isinstance(v, self._torch.Tensor) else v)
-
-
 def capture_torch(model: Any, x: np.ndarray, dtype: str = "float32") -> TorchTrace:
     """Run a PyTorch model on ``x`` keeping every module call's arguments and output."""
-    from .frameworks import import_framework
+    from .runtime import run_hooked
 
-    torch = import_framework(TORCH)
-    arrays = _TorchArrays(torch)
     calls: list[_Call] = []
     counts: dict[str, int] = {}
     stack: list[_Call] = []
-    handles = []
 
-    for path, module in model.named_modules():
+    def pre(path: str, type_name: str, inputs: Callable[[], tuple[Any, Any]]) -> None:
+        index = counts.get(path, 0)
+        counts[path] = index + 1
+        args, kwargs = inputs()
+        call = _Call(path, index, type_name, len(stack), args, kwargs)
+        calls.append(call)
+        stack.append(call)
 
-        def pre(mod: Any, args: Any, kwargs: Any, _path: str = path) -> None:
-            index = counts.get(_path, 0)
-            counts[_path] = index + 1
-            call = _Call(_path, index, type(mod).__name__, len(stack), arrays(args), arrays(kwargs))
-            calls.append(call)
-            stack.append(call)
+    def post(path: str, output: Any) -> None:
+        stack.pop().output = output
 
-        def post(mod: Any, args: Any, kwargs: Any, output: Any) -> None:
-            stack.pop().output = arrays(output)
-
-        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(module.register_forward_hook(post, with_kwargs=True))
-    start = time.perf_counter()
-    try:
-        with torch.no_grad():
-            out = model(to_framework(x, TORCH, dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return TorchTrace(calls, arrays(out), time.perf_counter() - start)
-
-
-# -------------------------------------------------------------------------------------- Paddle
-def _paddle_tensors(paddle: Any, value: Any) -> Any:
-    return _map(value, lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
-
-
-def _paddle_arrays(paddle: Any, value: Any) -> Any:
-    return _map(value, lambda v: v.numpy() if isinstance(v, paddle.Tensor) else v)
-
-
-def _run_paddle(model: Any, x: np.ndarray, dtype: str, pre: Callable | None, post: Callable) -> tuple[Any, float]:
-    from .frameworks import import_framework
-
-    paddle = import_framework(PADDLE)
-    handles = []
-    for path, layer in model.named_sublayers(include_self=True):
-        if pre is not None:
-            handles.append(layer.register_forward_pre_hook(lambda lay, a, k, _p=path: pre(_p, lay, a, k), with_kwargs=True))
-        handles.append(layer.register_forward_post_hook(lambda lay, a, k, o, _p=path: post(_p, lay, o), with_kwargs=True))
-    start = time.perf_counter()
-    try:
-        with paddle.no_grad():
-            out = model(to_framework(x, PADDLE, dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return _paddle_arrays(paddle, out), time.perf_counter() - start
+    out, seconds = run_hooked(model, x, TORCH, dtype, pre, post)
+    return TorchTrace(calls, out, seconds)
 
 
 def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
                    tolerance: Callable[[str], Tolerance], reason: str = "") -> LayerComparison:
     """Compare a Paddle model with a PyTorch trace, layer by layer (local and propagated)."""
-    from .frameworks import import_framework
+    from .runtime import named_modules, run_hooked
 
-    paddle = import_framework(PADDLE)
     by_key = trace.by_key()
-    paddle_paths = {path for path, _ in model.named_sublayers(include_self=True)}
+    paddle_paths = set(named_modules(model, PADDLE))
     torch_paths = {c.path for c in trace.calls}
     rows: dict[tuple[str, int], LayerDiff] = {}
     for i, call in enumerate(trace.calls):
@@ -396,11 +330,11 @@ def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
         tol = tolerance(call.path).for_dtype(dtype)
         rows[(call.path, call.index)] = LayerDiff(
             index=i, name=call.path or ROOT, call=call.index, type=call.type, depth=call.depth,
-            shape=_first_shape(call.output), ref_max=ref_max, limit=tol * max(1.0, ref_max),
+            shape=_first_shape(call.output), ref_max=ref_max, limit=limit(tol, ref_max),
         )
     extra: set[str] = set()
 
-    def local_pre(path: str, layer: Any, args: Any, kwargs: Any) -> Any:
+    def local_pre(path: str, type_name: str, inputs: Callable[[], tuple[Any, Any]]) -> Any:
         index = counts.get(path, 0)
         counts[path] = index + 1
         call = by_key.get((path, index))
@@ -408,35 +342,36 @@ def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
         if call is None:
             extra.add(f"{path or ROOT}#{index}")
             return None
-        return tuple(_paddle_tensors(paddle, call.args)), dict(_paddle_tensors(paddle, call.kwargs))
+        # each layer gets PyTorch's inputs, so its difference is its own
+        return call.args, call.kwargs
 
-    def local_post(path: str, layer: Any, output: Any) -> Any:
+    def local_post(path: str, output: Any) -> Any:
         call = stack.pop()
         if call is None:
             return None
         row = rows[(call.path, call.index)]
-        diff, why = _difference(_paddle_arrays(paddle, output), call.output)
+        diff, why = _difference(output, call.output)
         row.max_abs, row.note = diff, why
         row.max_rel = diff / row.ref_max if row.ref_max else (0.0 if diff == 0 else math.inf)
-        return _paddle_tensors(paddle, call.output)
+        return call.output
 
-    def flow_post(path: str, layer: Any, output: Any) -> None:
+    def flow_post(path: str, output: Any) -> None:
         index = counts.get(path, 0)
         counts[path] = index + 1
         call = by_key.get((path, index))
         if call is None:
             return None
         row = rows[(call.path, call.index)]
-        diff, _ = _difference(_paddle_arrays(paddle, output), call.output)
+        diff, _ = _difference(output, call.output)
         row.flow_max_abs = diff
         row.flow_max_rel = diff / row.ref_max if row.ref_max else (0.0 if diff == 0 else math.inf)
         return None
 
     counts: dict[str, int] = {}
     stack: list[_Call | None] = []
-    _, local_seconds = _run_paddle(model, x, dtype, local_pre, local_post)
+    _, local_seconds = run_hooked(model, x, PADDLE, dtype, local_pre, local_post)
     counts = {}
-    paddle_out, flow_seconds = _run_paddle(model, x, dtype, None, flow_post)
+    paddle_out, flow_seconds = run_hooked(model, x, PADDLE, dtype, None, flow_post)
 
     for (path, _), row in rows.items():
         if path not in paddle_paths:
@@ -447,7 +382,7 @@ def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
             continue
         row.ok = row.max_abs <= row.limit
     out_diff, _ = _difference(paddle_out, trace.output)
-    out_tol = tolerance("").for_dtype(dtype) * max(1.0, _ref_max(trace.output))
+    out_tol = limit(tolerance("").for_dtype(dtype), _ref_max(trace.output))
     return LayerComparison(
         dtype=dtype,
         layers=list(rows.values()),
@@ -467,7 +402,7 @@ def compare_layers(spec: FamilySpec, ref: Any, state: Mapping[str, np.ndarray], 
     """Build the PyTorch model, trace it, free it, then build and compare the Paddle model (one model
     in memory at a time). ``paddle_edit`` may change the loaded Paddle model first (tests use it to
     plant an error)."""
-    from .frameworks import build_model, load_state
+    from .runtime import build_model, load_state
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")

@@ -6,41 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .compare import Comparison, compare_arrays, compare_outputs
 from .engine import Manifest, detect_layout
 from .errors import CheckpointFormatError
 from .io import detect_format, load_checkpoint, read_safetensors_metadata
 from .registry import get_spec
 from .spec import FRAMEWORKS, PADDLE, TORCH, FamilySpec, FeatureSet, ModelRef
 
-__all__ = ["Comparison", "verify_reference", "frameworks_of_file", "load_case", "max_abs_diff"]
-
-
-@dataclass
-class Comparison:
-    framework: str
-    output: str
-    max_abs_diff: float
-    tolerance: float
-    ok: bool
-    dtype: str = "float32"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
-    diff = np.abs(a - b)
-    return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max())
+__all__ = ["verify_reference", "frameworks_of_file", "load_case", "read_json_object"]
 
 
 def read_json_object(path: str, what: str) -> dict[str, Any]:
@@ -86,7 +63,7 @@ def _read_canonical(path: str, spec: FamilySpec, manifest: Manifest, prefer: str
 
 def _outputs_wanted(names: Sequence[str], fs: FeatureSet) -> tuple[dict[str, tuple[str, int | None]], list[str]]:
     """For each feature name: (module path, list index or None); and the module paths to hook."""
-    from .frameworks import hook_name_pattern
+    from .runtime import hook_name_pattern
 
     where: dict[str, tuple[str, int | None]] = {}
     for name in names:
@@ -115,7 +92,7 @@ def verify_reference(case_path: str, frameworks: Sequence[str] = FRAMEWORKS, dty
                      checkpoint: str | None = None, features: bool = True) -> dict[str, Any]:
     """Build the case's model in each framework from the case's (or the given) checkpoint, run the
     case's input and compare with the official float64 output and features."""
-    from .frameworks import build_model, load_state, model_manifest, run_model
+    from .runtime import build_model, load_state, model_manifest, run_model
 
     case, stem = load_case(case_path)
     spec = get_spec(case["family"])
@@ -132,10 +109,8 @@ def verify_reference(case_path: str, frameworks: Sequence[str] = FRAMEWORKS, dty
         model = build_model(spec, ref, fw, dtype)
         load_state(model, state, spec, fw, name)
         out, _ = run_model(model, x, fw, dtype)
-        out = np.asarray(out[0] if isinstance(out, list) else out)
-        tol = spec.tolerance(fw).for_dtype(dtype) * max(1.0, float(np.abs(out64).max()))
-        diff = max_abs_diff(out, out64)
-        results.append(Comparison(fw, "output", diff, tol, diff <= tol, dtype))
+        # the official output is one array; a list output is compared item by item and fails as a mismatch
+        results += compare_outputs(out64, out, spec.tolerance(fw).for_dtype(dtype), fw, dtype)
         del model
     if features and os.path.exists(f"{stem}.features.npz"):
         results += _verify_features(spec, case, stem, ref, state, frameworks, dtype, ckpt if checkpoint else None)
@@ -151,7 +126,7 @@ def verify_reference(case_path: str, frameworks: Sequence[str] = FRAMEWORKS, dty
 
 def _verify_features(spec: FamilySpec, case: Mapping[str, Any], stem: str, ref: ModelRef, state: Any,
                      frameworks: Sequence[str], dtype: str, checkpoint: str | None) -> list[Comparison]:
-    from .frameworks import build_model, load_state, model_manifest, run_model
+    from .runtime import build_model, load_state, model_manifest, run_model
 
     feats = np.load(f"{stem}.features.npz")
     results: list[Comparison] = []
@@ -181,8 +156,6 @@ def _verify_features(spec: FamilySpec, case: Mapping[str, Any], stem: str, ref: 
                     got = _pick(out, captured, module, index)
                 except (KeyError, IndexError, TypeError) as exc:
                     raise CheckpointFormatError(f"feature {name}: the model gives no output for it ({exc})") from exc
-                tol = spec.tolerance(fw).for_dtype(dtype) * max(1.0, float(np.abs(want).max()))
-                diff = max_abs_diff(got, want)
-                results.append(Comparison(fw, name, diff, tol, diff <= tol, dtype))
+                results.append(compare_arrays(name, want, got, spec.tolerance(fw).for_dtype(dtype), fw, dtype))
             del model
     return results

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from porthub.frameworks import paddle_cpu_settings
+from porthub.runtime import paddle_cpu_settings
 
 paddle_cpu_settings()
 

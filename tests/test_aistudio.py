@@ -100,7 +100,7 @@ def _torch_reference(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     try:
         from porthub.runtime import build_model
     except ImportError:
-        from porthub.frameworks import build_model
+        from porthub.runtime import build_model
     spec, variant = resolve("shunted_t")
     model = build_model(spec, variant.model(), "torch")
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
@@ -197,7 +197,7 @@ def test_aistudio_card_passes_the_yaml_check_for_every_variant(tmp_path: Path) -
     accepts, as the SDK extracts it, for every registered variant; its body says how to load it."""
     from aistudio_sdk.utils.util import extract_yaml_block
 
-    from porthub.hub_aistudio import aistudio_licence, render_card
+    from porthub.hub.aistudio import aistudio_licence, render_card
     from porthub.registry import all_specs
 
     checked = 0
@@ -251,7 +251,7 @@ def test_aistudio_push_without_token_or_network_fails_before_any_work(studio: do
 
 def test_aistudio_token_comes_from_argument_environment_or_token_file(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from porthub.hub_aistudio import require_token, resolve_token
+    from porthub.hub.aistudio import require_token, resolve_token
 
     monkeypatch.delenv("AISTUDIO_ACCESS_TOKEN", raising=False)
     monkeypatch.setenv("AISTUDIO_CACHE_HOME", str(tmp_path))
@@ -267,7 +267,7 @@ def test_aistudio_token_comes_from_argument_environment_or_token_file(tmp_path: 
 
 
 def test_aistudio_sdk_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     monkeypatch.setitem(sys.modules, "aistudio_sdk.hub", None)
     with pytest.raises(HubError, match=r"pip install 'porthub\[aistudio\]'"):
@@ -403,7 +403,7 @@ def _staged(pushed: SimpleNamespace, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_aistudio_rejected_readme_fails_the_push(pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     folder = _staged(pushed, sdk_env)
     hub_aistudio.publish(str(folder), f"{OWNER}/card_check")
@@ -445,7 +445,7 @@ def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNa
                                                                 sdk_env: Path) -> None:
     """Files a built repository has besides the weights (the export issue's Paddle inference model) go
     to AI Studio too, LFS where they are weights, listed in config.json and on the card; PyTorch's do not."""
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     folder = _staged(pushed, sdk_env)
     config = json.loads((folder / "config.json").read_text())
@@ -471,7 +471,7 @@ def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNa
 @pytest.mark.slow
 def test_aistudio_owner_part_is_the_token_owners_namespace(pushed: SimpleNamespace, studio: double_mod.Double,
                                                            sdk_env: Path) -> None:
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     folder = _staged(pushed, sdk_env)
     with pytest.raises(HubError, match="namespace of the token's owner") as info:
@@ -491,7 +491,7 @@ def test_aistudio_statistics_are_off_unless_opted_in_and_never_block(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     import aistudio_sdk.dot
 
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     production = aistudio_sdk.dot.STUDIO_MODEL_API_URL_PREFIX_DEFAULT
     assert production == "https://aistudio.baidu.com"
@@ -521,7 +521,7 @@ def test_aistudio_statistics_are_off_unless_opted_in_and_never_block(
 
 
 def test_aistudio_unreachable_host_is_typed(sdk_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     monkeypatch.setenv("STUDIO_GIT_HOST", f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(HubUnreachableError, match="could not be reached"):
@@ -536,7 +536,7 @@ def test_aistudio_hostile_config_cannot_name_the_sdks_index_files(pushed: Simple
                                                                   sdk_env: Path) -> None:
     """A config.json that names the SDK's pickled cache index as its weights is refused before the SDK
     downloads anything over it (the SDK unpickles ``.msc`` from the download folder on its next call)."""
-    from porthub import hub_aistudio
+    from porthub.hub import aistudio as hub_aistudio
 
     good = studio.repos[(OWNER, "shunted_t")]
     head = dict(good.commits[good.branches["master"]])

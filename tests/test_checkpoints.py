@@ -201,7 +201,7 @@ def _digest(path):
 def _outputs_match(spec, target, case_path, canonical, pd_path, float16=False):
     """Load the converted Paddle file strictly into porthub's Paddle model; its output on the case's
     input must match the PyTorch model holding the same weights, within the float32 rule."""
-    from porthub.frameworks import build_model, load_state, run_model
+    from porthub.runtime import build_model, load_state, run_model
 
     x = np.load(case_path[:-5] + ".input.npy")
     paddle_state = read_state(load_checkpoint(pd_path), spec, target.manifest(), (PADDLE,))
@@ -660,7 +660,7 @@ def test_importing_paddle_through_porthub_is_quiet_but_not_silent(tmp_path):
         "logging.basicConfig(level=logging.INFO)\n"
     )
     code = (
-        "import logging; from porthub.frameworks import import_framework; import_framework('paddle'); "
+        "import logging; from porthub.runtime import import_framework; import_framework('paddle'); "
         "print(len(logging.getLogger().handlers), logging.getLogger().level)"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}

@@ -109,7 +109,7 @@ def test_case_layout_and_features():
 
 
 def _backbone_manifest(case):
-    from porthub.frameworks import model_manifest
+    from porthub.runtime import model_manifest
 
     ref = SPEC.case_features(_json(f"{case}.json"))[0].model
     return model_manifest(SPEC, ref, "torch", f"{case} backbone")

@@ -138,7 +138,7 @@ def test_layout_must_read_what_it_writes():
 
 
 def test_non_finite_weights_are_refused_naming_the_key():
-    from porthub.frameworks import check_finite
+    from porthub.runtime import check_finite
 
     state = _state()
     state["fc.bias"] = state["fc.bias"].copy()

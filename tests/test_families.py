@@ -161,7 +161,7 @@ def test_full_size_official_checkpoint_converts_loads_strictly_and_agrees(family
     import torch
 
     from porthub.convert import convert_file, resolve_target
-    from porthub.frameworks import build_model, run_model
+    from porthub.runtime import build_model, run_model
     from porthub.io import save_checkpoint
     from porthub.pairs import seeded_input, seeded_state
 

@@ -57,7 +57,7 @@ def _input(kwargs, seed=0):
 
 def _random_state(ref, seed=0):
     """The torch model's own state with every learned tensor replaced by noise (buffers kept)."""
-    from porthub.frameworks import build_model
+    from porthub.runtime import build_model
 
     model = build_model(SPEC, ref, "torch")
     buffers = {name for name, _ in model.named_buffers()}
@@ -79,7 +79,7 @@ def _np(tensor):
 
 
 def _run(ref, state, framework, dtype, x, hook=None):
-    from porthub.frameworks import build_model, load_state, run_model
+    from porthub.runtime import build_model, load_state, run_model
 
     model = build_model(SPEC, ref, framework, dtype)
     load_state(model, state, SPEC, framework)
@@ -109,7 +109,7 @@ def test_index_buffers_are_the_official_ones_persistent_int64(framework):
     """A model built from mini_a's kwargs carries, as persistent int64 state, exactly the index
     buffers of the official checkpoint (Swin index, rolled-neighbour and pooled-window indices)."""
     pytest.importorskip(framework)
-    from porthub.frameworks import build_model
+    from porthub.runtime import build_model
     from porthub.io import load_checkpoint
 
     case = _case("mini_a")
@@ -136,7 +136,7 @@ def _relative_index(q, k):
 def test_focal_level_3_buffers_follow_the_official_formulas(framework):
     """Level 2 (k=1): a stride-2 unfold of kernel 2*(fw//2)+3 keeps its bottom-right (fw+1)^2 cells."""
     pytest.importorskip(framework)
-    from porthub.frameworks import build_model
+    from porthub.runtime import build_model
 
     _, kwargs = CONFIGS["v1-shift-ape-layerscale-prenorm-even"]
     model = build_model(SPEC, ModelRef(V1_CLASS, kwargs), framework)
@@ -184,7 +184,7 @@ def test_paddle_layer_to_float64_keeps_indices_usable():
     """``Layer.to(dtype="float64")`` casts int64 buffers to float64 too; the model still indexes right."""
     pytest.importorskip("torch")
     paddle = pytest.importorskip("paddle")
-    from porthub.frameworks import build_model, load_state, run_model
+    from porthub.runtime import build_model, load_state, run_model
     from porthub.io import load_checkpoint
 
     case = _case("mini_a")
@@ -247,7 +247,7 @@ def test_wrapped_and_bare_checkpoints_both_read():
 @pytest.mark.parametrize("framework", ["torch", "paddle"])
 def test_errors_name_the_fix(framework):
     pytest.importorskip(framework)
-    from porthub.frameworks import build_model, run_model
+    from porthub.runtime import build_model, run_model
 
     _, kwargs = CONFIGS["v1-max-pool"]
     model = build_model(SPEC, ModelRef(V1_CLASS, kwargs), framework)

@@ -13,7 +13,7 @@ import torch
 
 from converters.crossformer import SPEC as CROSSFORMER
 from paddle_models.layers import attention as paddle_attention
-from porthub.frameworks import build_model
+from porthub.runtime import build_model
 from torch_models.crossformer import DynamicPosBias
 from torch_models.layers import attention
 

@@ -43,7 +43,7 @@ EXPECTED_FILES = {"config.json", "README.md", "model.safetensors", "model.paddle
 # Runs the pretrained model in each framework named in argv[2] on argv[1]; saves the outputs to argv[3].
 LOADER = """
 import sys, numpy as np, porthub
-from porthub.frameworks import run_model
+from porthub.runtime import run_model
 x = np.load(sys.argv[1])
 out = {}
 for fw in sys.argv[2].split(","):
@@ -115,7 +115,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     its output computed with torch's own load_state_dict, independently of porthub's loading code."""
     import torch
 
-    from porthub.frameworks import build_model
+    from porthub.runtime import build_model
     from porthub.io import save_checkpoint
     from porthub.pairs import seeded_input, seeded_state
     from porthub.registry import resolve
@@ -195,7 +195,7 @@ def test_every_registered_variant_has_card_metadata_the_hub_accepts() -> None:
 
     import yaml
 
-    from porthub.card import card_metadata, render_yaml
+    from porthub.hub.card import card_metadata, render_yaml
     from porthub.registry import all_specs
 
     loader = importlib.util.spec_from_file_location("hubserver", SERVER)
@@ -335,7 +335,7 @@ np.savez(sys.argv[3], torch=t, paddle=p)
 @pytest.mark.slow
 def test_from_pretrained_by_folder_and_by_id_at_a_revision(local_hub: SimpleNamespace, source: SimpleNamespace,
                                                           tmp_path: Path) -> None:
-    from porthub.hub_publish import publish_local
+    from porthub.hub.publish import publish_local
 
     home = tmp_path / "home"
     staged = tmp_path / "staged"
@@ -344,7 +344,7 @@ def test_from_pretrained_by_folder_and_by_id_at_a_revision(local_hub: SimpleName
     assert not staged.exists()
     code = """
 import sys, numpy as np, porthub
-from porthub.frameworks import run_model
+from porthub.runtime import run_model
 x = np.load(sys.argv[1])
 t = porthub.from_pretrained(sys.argv[2], framework="torch")
 out_t = run_model(t, x, "torch")[0]
@@ -456,7 +456,7 @@ def test_round_trip_through_huggingface_hub_then_offline(local_hub: SimpleNamesp
         assert _porthub(["download", "shunted_t", "--framework", "torch"], env).returncode == 0
         assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == config["files"]["model.safetensors"]["sha256"]
         # a wrong token is refused by the server, with what to do next
-        code = ("import sys\nfrom porthub.hub_remote import remote_publish\nfrom porthub.errors import HubError\n"
+        code = ("import sys\nfrom porthub.hub.remote import remote_publish\nfrom porthub.errors import HubError\n"
                 "try:\n    remote_publish(sys.argv[1], 'porthub/other', None)\nexcept HubError as exc:\n    print(exc)\n")
         said = _python(code, [str(local_hub.repo)], {**env, "HF_TOKEN": "wrong"}).stdout
         assert "HTTP 401" in said and "HF_TOKEN" in said
@@ -472,7 +472,7 @@ def test_interrupted_download_resumes(local_hub: SimpleNamespace, tmp_path: Path
     huggingface_hub resumes with a Range request and porthub's sha256 check passes."""
     with hub_double(tmp_path / "srv", "--cut-once", ".safetensors") as (endpoint, log):
         env = _env(PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache")
-        code = "import sys\nfrom porthub.hub_remote import remote_publish\nprint(remote_publish(sys.argv[1], 'porthub/shunted_t', None)['commit'])"
+        code = "import sys\nfrom porthub.hub.remote import remote_publish\nprint(remote_publish(sys.argv[1], 'porthub/shunted_t', None)['commit'])"
         _python(code, [str(local_hub.repo)], env)
         done = _porthub(["download", "shunted_t", "--framework", "paddle", "--json"], env)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -487,7 +487,7 @@ def test_interrupted_download_resumes(local_hub: SimpleNamespace, tmp_path: Path
 def test_publish_to_a_branch_and_pin_downloads_to_it(local_hub: SimpleNamespace, tmp_path: Path) -> None:
     with hub_double(tmp_path / "srv") as (endpoint, log):
         env = _env(PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache")
-        code = ("import sys, json\nfrom porthub.hub_remote import remote_publish\n"
+        code = ("import sys, json\nfrom porthub.hub.remote import remote_publish\n"
                 "print(json.dumps(remote_publish(sys.argv[1], 'porthub/shunted_t', None, revision='dev')))")
         published = json.loads(_python(code, [str(local_hub.repo)], env).stdout)
         assert published["revision"] == "dev" and "POST /api/models/porthub/shunted_t/branch/dev" in log.read_text()

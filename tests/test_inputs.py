@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from porthub.errors import InputError, PorthubError
-from porthub.frameworks import build_model, run_model
+from porthub.runtime import build_model, run_model
 from porthub.inputs import InputCheck, check_input, describe, smallest_side
 from porthub.registry import FAMILIES, get_spec, resolve
 from porthub.spec import InputRule, ModelRef

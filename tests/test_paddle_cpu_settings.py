@@ -12,7 +12,7 @@ import paddle
 import pytest
 
 from paddle_models.layers import dense_layout
-from porthub.frameworks import build_model
+from porthub.runtime import build_model
 from porthub.registry import resolve
 
 FLAG = "FLAGS_use_stride_kernel"
@@ -66,7 +66,7 @@ def test_outputs_are_bit_identical_with_and_without_stride_kernels(name, strides
 
 
 def test_mkl_avx2_path_is_chosen_only_on_amd_with_avx2_and_only_if_unset(tmp_path, monkeypatch):
-    from porthub import frameworks
+    from porthub.runtime import paddle as frameworks
 
     def cpuinfo(vendor: str, flags: str) -> str:
         path = tmp_path / f"{vendor}-{len(flags)}"
@@ -95,7 +95,7 @@ def _model_classes() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("family, class_name", _model_classes())
 def test_every_registered_paddle_model_runs_with_dense_transposes(family, class_name):
-    from porthub.frameworks import model_class
+    from porthub.runtime import model_class
     from porthub.registry import get_spec
 
     forward = model_class(get_spec(family), class_name, "paddle").forward

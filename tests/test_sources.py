@@ -67,7 +67,7 @@ def _official_file(model: str, path: Path, seed: int) -> SimpleNamespace:
     on a seeded input computed with torch's own strict load_state_dict, independently of porthub's loading."""
     import torch
 
-    from porthub.frameworks import build_model
+    from porthub.runtime import build_model
     from porthub.io import save_checkpoint
     from porthub.manifest import load_manifest
     from porthub.pairs import seeded_input, seeded_state
@@ -384,7 +384,7 @@ def test_pretrained_shunted_t_from_a_sources_folder_in_paddle_gives_the_files_to
     home = tmp_path / "fresh_home"
     code = """
 import sys, numpy as np, porthub
-from porthub.frameworks import run_model
+from porthub.runtime import run_model
 model = porthub.create_model("shunted_t", framework="paddle", pretrained=True)
 np.save(sys.argv[2], np.asarray(run_model(model, np.load(sys.argv[1]), "paddle")[0]))
 """
@@ -415,7 +415,7 @@ def test_from_pretrained_of_an_unpublished_porthub_repository_installs_the_offic
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     code = """
 import sys, numpy as np, porthub
-from porthub.frameworks import run_model
+from porthub.runtime import run_model
 model = porthub.from_pretrained("porthub/shunted_t", framework="torch")
 np.save(sys.argv[2], np.asarray(run_model(model, np.load(sys.argv[1]), "torch")[0]))
 """
@@ -432,7 +432,7 @@ np.save(sys.argv[2], np.asarray(run_model(model, np.load(sys.argv[1]), "torch")[
 def test_pretrained_focal_tiny_from_its_official_url_through_the_mirror_in_torch(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import porthub
-    from porthub.frameworks import run_model
+    from porthub.runtime import run_model
 
     url = sources.catalogue("focal_tiny").locations[0].where
     served = tmp_path / "srv" / url[len("https://"):]
@@ -515,7 +515,7 @@ import numpy as np, torch
 from huggingface_hub import HfApi
 from porthub import sources
 from porthub.errors import IntegrityError
-from porthub.frameworks import build_model, run_model
+from porthub.runtime import build_model, run_model
 from porthub.io import save_checkpoint
 from porthub.pairs import seeded_input, seeded_state
 from porthub.registry import resolve

@@ -221,7 +221,7 @@ def _cli(*args):
 def test_paddleclas_pdparams_converts_to_torch_and_loads(tmp_path):
     """A PaddleClas user's file (paddle.save of the Paddle model's state dict) -> PyTorch, strictly."""
     torch, paddle = _frameworks()
-    from porthub.frameworks import build_model, run_model
+    from porthub.runtime import build_model, run_model
     from porthub.pairs import seeded_input
     from porthub.registry import resolve
 
@@ -244,7 +244,7 @@ def test_paddleclas_pdparams_converts_to_torch_and_loads(tmp_path):
 def test_timm_checkpoint_converts_to_paddle(tmp_path):
     """timm's twins_svt_small: the official keys in timm's order (patch_embeds, blocks, pos_block, norm, head)."""
     torch, paddle = _frameworks()
-    from porthub.frameworks import build_model, run_model
+    from porthub.runtime import build_model, run_model
     from porthub.pairs import seeded_input
     from porthub.registry import resolve
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import checkpoint
 
-from converters.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
+from porthub.geometry.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
 from .layers import DropPath, Mlp, attention, dense_layout, make_norm, register_constant, to_2tuple
 

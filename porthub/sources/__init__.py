@@ -83,13 +83,13 @@ def source_folders() -> list[str]:
 def cache_root(dest_dir: str | None = None) -> str:
     if dest_dir:
         return os.path.abspath(os.path.expanduser(dest_dir))
-    from ..hub import hub_home
+    from ..hub.local import hub_home
 
     return os.path.join(hub_home(), "sources")
 
 
 def _sha256(path: str) -> str:
-    from ..hub import sha256_file
+    from ..hub.repo import sha256_file
 
     return sha256_file(path)
 
@@ -272,7 +272,8 @@ def install_details(variant_name: str, hub: str | None = None, source: str | Seq
     """:func:`install`, returning push's summary (``repo_id``, ``hub``, ``files``, ``equivalence``,
     ``provenance``) plus ``source`` (the :class:`FetchedSource`), ``path`` (the repository folder, for a
     local hub) and ``skipped`` (True when the repository already held this file)."""
-    from ..hub import CONFIG_NAME, default_repo_id, local_repo_dir, read_config
+    from ..hub.local import local_repo_dir
+    from ..hub.repo import CONFIG_NAME, default_repo_id, read_config
 
     say = say or (lambda _msg: None)
     fetched = fetch_official(variant_name, dest_dir, progress, source, force, say)
@@ -297,10 +298,8 @@ def install_details(variant_name: str, hub: str | None = None, source: str | Seq
 
 
 def _publish_module() -> Any:
-    try:
-        from ..hub import publish  # type: ignore[attr-defined]
-    except ImportError:  # before the hub package split (porthub/hub/publish.py)
-        from .. import hub_publish as publish
+    from ..hub import publish
+
     return publish
 
 
@@ -310,7 +309,8 @@ def pretrained_from_official(variant_name: str, framework: str, tried: Sequence[
     converted, verified in float32 in both frameworks) and return its weights for ``framework`` as a
     canonical state. ``tried`` are the hubs already asked; when this step fails too, the one error
     lists them, what this step tried, and the manual steps."""
-    from ..hub import fetch, files_for, read_weights
+    from ..hub.local import fetch_folder
+    from ..hub.repo import files_for, read_weights
 
     tried = list(tried)
     try:
@@ -320,6 +320,6 @@ def pretrained_from_official(variant_name: str, framework: str, tried: Sequence[
         raise SourceUnavailableError(f"no weights for {variant_name}: {steps}") from None
     except UnknownModelError as exc:
         raise HubError(f"no weights for {variant_name}: " + " | ".join([*tried, str(exc)])) from None
-    fetched = fetch(path, (framework,))
+    fetched = fetch_folder(path, (framework,), path)
     name = files_for(fetched.config, (framework,))[0]
     return read_weights(fetched.paths[name], fetched.config, framework)

@@ -46,27 +46,18 @@ from types import SimpleNamespace
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
-from .errors import (
+from ..catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
+from ..errors import (
     AIStudioTokenError,
     HubError,
     HubUnreachableError,
     IntegrityError,
     ReadmeRejectedError,
 )
-from .hub import (
-    CONFIG_NAME,
-    Fetched,
-    check_relpath,
-    check_repo_id,
-    files_for,
-    hub_home,
-    read_config,
-    safe_join,
-    sha256_file,
-)
-from .io import atomic_write
-from .spec import PADDLE, TORCH
+from ..io import atomic_write
+from ..spec import PADDLE, TORCH
+from .local import hub_home
+from .repo import CONFIG_NAME, Fetched, check_relpath, check_repo_id, files_for, read_config, safe_join, sha256_file
 
 __all__ = [
     "DEFAULT_REVISION",
@@ -604,7 +595,7 @@ def fetch(repo_id: str, frameworks: Sequence[str] = (PADDLE,), revision: str | N
 def pretrained_state(variant_name: str, framework: str, revision: str | None = None,
                      repo_id: str | None = None) -> Any:
     """The published weights of a registered variant from AI Studio, as a canonical state dict."""
-    from .hub import default_repo_id, read_weights
+    from .repo import default_repo_id, read_weights
 
     fetched = fetch(repo_id or default_repo_id(variant_name), (framework,), revision)
     if fetched.config.get("variant") != variant_name:

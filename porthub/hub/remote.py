@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from packaging.version import Version
 
-from .errors import HubError, IntegrityError
-from .hub import _HOW_TO_PROVIDE, CONFIG_NAME, Fetched, _check_sha, check_relpath, files_for, read_config
+from ..errors import HubError, IntegrityError
+from .repo import CONFIG_NAME, HOW_TO_PROVIDE, Fetched, check_relpath, check_sha, files_for, read_config
 
 __all__ = ["hf", "endpoint_of", "remote_fetch", "remote_publish"]
 
@@ -75,9 +75,9 @@ def _download(repo_id: str, filename: str, revision: str | None, endpoint: str |
     except errors.LocalEntryNotFoundError:
         state = "HF_HUB_OFFLINE is set" if _offline() else f"{endpoint_of(endpoint)} could not be reached"
         raise HubError(f"{repo_id} ({filename}) is in neither the local hub ({where}) nor the Hugging Face cache "
-                       f"({h.constants.HF_HUB_CACHE}), and {state}; {_HOW_TO_PROVIDE}") from None
+                       f"({h.constants.HF_HUB_CACHE}), and {state}; {HOW_TO_PROVIDE}") from None
     except errors.RepositoryNotFoundError:
-        raise HubError(f"no repository {repo_id} in the local hub ({where}) or on {endpoint_of(endpoint)}; {_HOW_TO_PROVIDE}") from None
+        raise HubError(f"no repository {repo_id} in the local hub ({where}) or on {endpoint_of(endpoint)}; {HOW_TO_PROVIDE}") from None
     except errors.RevisionNotFoundError:
         raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no revision {revision!r}; pass an existing branch, tag or commit") from None
     except errors.EntryNotFoundError:
@@ -115,7 +115,7 @@ def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, 
         check_relpath(name)
         path = _download(repo_id, name, pinned, endpoint, where, cache_only)
         try:
-            _check_sha(path, name, config, f"{repo_id}@{pinned or 'main'}")
+            check_sha(path, name, config, f"{repo_id}@{pinned or 'main'}")
         except IntegrityError as exc:
             _evict(path)
             raise IntegrityError(f"{exc}; the bad file was removed from the cache, download again "

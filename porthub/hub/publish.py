@@ -18,16 +18,18 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..catalogue import provenance as source_provenance
+from ..compare import compare_outputs, flatten_outputs
+from ..engine import detect_layout, from_canonical
+from ..errors import HubError
+from ..io import atomic_write, load_checkpoint, save_checkpoint
+from ..io.pdparams import read_pdparams
+from ..spec import PADDLE, TORCH, FamilySpec, Variant
 from .card import render_card
-from .catalogue import provenance as source_provenance
-from .engine import detect_layout, from_canonical
-from .errors import HubError
-from .hub import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision,
-                  default_repo_id, hub_home, local_repo_dir, read_weights, sha256_file)
-from .io import atomic_write, load_checkpoint, save_checkpoint
-from .io.pdparams import read_pdparams
-from .spec import PADDLE, TORCH, FamilySpec, Variant
+from .local import hub_home, local_repo_dir
+from .repo import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision, default_repo_id,
+                   read_weights, sha256_file)
 
 __all__ = ["WEIGHT_FILES", "build_repo", "publish_local", "push", "resolve_hub"]
 
@@ -55,16 +57,11 @@ def _jsonable(value: Any) -> Any:
                    "the family's spec must use JSON values (text for norm layers)")
 
 
-def _output(out: Any) -> np.ndarray:
-    # list outputs (feature pyramids) are checked on their last, deepest item, as `porthub verify` does
-    return np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)
-
-
 def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray], folder: str,
             config: Mapping[str, Any], dtypes: Sequence[str], say: Progress) -> dict[str, Any]:
     """Run the source state in PyTorch, then the published files in each framework, on the seeded input."""
-    from .frameworks import build_model, load_state, run_model
-    from .pairs import seeded_input
+    from ..pairs import seeded_input
+    from ..runtime import build_model, load_state, run_model
 
     ref = variant.model()
     x = seeded_input(variant)
@@ -79,20 +76,20 @@ def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray]
         say(f"verifying {dtype}: source checkpoint in torch")
         model = build_model(spec, ref, TORCH, dtype)
         load_state(model, source, spec, TORCH, variant.name)
-        expected = _output(run_model(model, x, TORCH, dtype)[0])
-        np.save(os.path.join(folder, "test", f"output.{dtype}.npy"), expected)
-        scale = max(1.0, float(np.abs(expected).max()))
+        expected = run_model(model, x, TORCH, dtype)[0]
+        # the reference output file holds the final item of a list output; every item is compared below
+        np.save(os.path.join(folder, "test", f"output.{dtype}.npy"), list(flatten_outputs(expected).values())[-1])
         for fw in (TORCH, PADDLE):
             say(f"verifying {dtype}: {_LOADED_FROM[fw]} in {fw}")
             if fw == PADDLE:
                 del model
                 model = build_model(spec, ref, PADDLE, dtype)
             load_state(model, published[fw], spec, fw, variant.name)
-            got = _output(run_model(model, x, fw, dtype)[0])
-            diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max()) if got.shape == expected.shape else float("inf")
-            tol = spec.tolerance(fw).for_dtype(dtype) * scale
-            results.append({"framework": fw, "file": _LOADED_FROM[fw], "dtype": dtype, "max_abs_diff": diff,
-                            "tolerance": tol, "ok": bool(diff <= tol)})
+            got = run_model(model, x, fw, dtype)[0]
+            for c in compare_outputs(expected, got, spec.tolerance(fw).for_dtype(dtype), fw, dtype):
+                name = {} if c.output == "output" else {"output": c.output}
+                results.append({"framework": fw, "file": _LOADED_FROM[fw], "dtype": dtype, **name,
+                                "max_abs_diff": c.max_abs_diff, "tolerance": c.tolerance, "ok": c.ok})
         del model
     return {"input": "test/input.npy", "outputs": {d: f"test/output.{d}.npy" for d in dtypes},
             "reference": "the source checkpoint run in PyTorch", "results": results,
@@ -116,9 +113,9 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
 
     ``provenance`` (from :mod:`porthub.sources`) says where the file came from; without it the file
     counts as official only when its sha256 is one the sources catalogue records."""
-    from .manifest import manifest_for
-    from .registry import resolve
-    from .verify import frameworks_of_file
+    from ..manifest import manifest_for
+    from ..registry import resolve
+    from ..verify import frameworks_of_file
 
     say = progress or (lambda _msg: None)
     spec, variant = resolve(model)
@@ -223,7 +220,7 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
          private: bool = False, dtypes: Sequence[str] = ("float32", "float64"),
          progress: Progress | None = None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint."""
-    from .registry import resolve
+    from ..registry import resolve
 
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"no such checkpoint: {weights} (pass the official file with --weights)")
@@ -232,7 +229,7 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
     revision = check_revision(revision)
     kind, dest = resolve_hub(hub)
     if kind == "aistudio":
-        from .hub_aistudio import check_publishable
+        from .aistudio import check_publishable
 
         # no token, no client or a bad name: say so before the (slow) conversion and verification
         check_publishable(repo_id, revision)
@@ -246,11 +243,11 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
             where = publish_local(folder, repo_id, revision, dest)
             result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
         elif kind == "aistudio":
-            from .hub_aistudio import publish as aistudio_publish
+            from .aistudio import publish as aistudio_publish
 
             result = aistudio_publish(folder, repo_id, revision=revision, private=private, progress=progress)
         else:
-            from .hub_remote import remote_publish
+            from .remote import remote_publish
 
             result = {**remote_publish(folder, repo_id, dest or None, revision, private), "hub": "hf"}
     finally:

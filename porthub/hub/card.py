@@ -13,8 +13,8 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from .catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
-from .spec import FamilySpec, Variant
+from ..catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
+from ..spec import FamilySpec, Variant
 
 __all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml"]
 

@@ -1,0 +1,188 @@
+"""Paddle's side of the runtime: imported by :mod:`porthub.runtime` only, and it imports paddle only
+inside its functions, after :func:`paddle_cpu_settings` (Paddle reads those variables when it loads)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import re
+import sys
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import FrameworkMissingError, KeyMismatchError
+
+__all__ = ["INSTALL", "paddle_cpu_settings", "import_paddle", "build", "state_entries", "load", "run", "named_modules",
+           "add_output_hook", "run_hooked", "from_numpy"]
+
+INSTALL = "pip install 'porthub[paddle]' (CPU: pip install paddlepaddle==3.3.1)"
+
+
+def _threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _amd_with_avx2(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    fields = {}
+    for line in head.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields.get("vendor_id") == "AuthenticAMD" and "avx2" in fields.get("flags", "").split()
+
+
+def paddle_cpu_settings() -> None:
+    """Set, in this process's environment and unless the user has, what Paddle reads when it loads:
+
+    * Paddle pins OMP_NUM_THREADS=1 when it is unset, which halves its speed on two cores, so it is
+      set to the usable cores first;
+    * on AMD processors with AVX2, MKL_DEBUG_CPU_TYPE=5: Paddle's bundled MKL (older than 2020.1,
+      which reads it) otherwise takes its slow non-Intel path; measured 0.70x the time of a Paddle
+      forward (shunted_t and focal_tiny, batch 8, AMD EPYC). PyTorch's newer MKL ignores it.
+
+    Both act only if this runs before ``import paddle``.
+    """
+    global _OMP_SET_BY_PORTHUB
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(_threads())
+        _OMP_SET_BY_PORTHUB = True
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ and _amd_with_avx2():
+        os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+
+
+#: whether OMP_NUM_THREADS is porthub's setting (then Paddle's warning about it is porthub's doing)
+_OMP_SET_BY_PORTHUB = False
+#: what importing Paddle prints that is no problem of the user's: the C++-extension helper's note that
+#: ccache is absent (porthub compiles nothing), and the OMP_NUM_THREADS warning porthub's own setting causes
+_PADDLE_IMPORT_NOISE = re.compile(
+    r"WARNING: OMP_NUM_THREADS set to \d+, not 1\..*\n|PLEASE USE OMP_NUM_THREADS WISELY\.\n"
+)
+
+
+def _import_quietly() -> Any:
+    """``import paddle`` without the noise it makes, and with the logging configuration as it was:
+    Paddle installs a handler on the root logger at INFO, which makes every library's INFO lines
+    (matplotlib, httpx) print. Anything else Paddle writes to stderr while importing is passed on."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(captured):
+            warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+            module = importlib.import_module("paddle")
+    finally:
+        text = captured.getvalue()
+        if _OMP_SET_BY_PORTHUB:
+            text = _PADDLE_IMPORT_NOISE.sub("", text)
+        if text:
+            sys.stderr.write(text)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    return module
+
+
+def import_paddle() -> Any:
+    """paddle, after :func:`paddle_cpu_settings`, quietly the first time (see :func:`_import_quietly`)."""
+    paddle_cpu_settings()
+    try:
+        return importlib.import_module("paddle") if "paddle" in sys.modules else _import_quietly()
+    except ImportError as exc:
+        raise FrameworkMissingError(f"paddle is not installed; {INSTALL}") from exc
+
+
+def build(cls: type, kwargs: dict[str, Any], dtype: str) -> Any:
+    paddle = import_paddle()
+    previous = paddle.get_default_dtype()
+    paddle.set_default_dtype(dtype)
+    try:
+        return cls(**kwargs)
+    finally:
+        paddle.set_default_dtype(previous)
+
+
+def state_entries(model: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {key: (tuple(value.shape), str(value.dtype).replace("paddle.", "")) for key, value in model.state_dict().items()}
+
+
+def load(model: Any, values: dict[str, np.ndarray], name: str) -> None:
+    missing, unexpected = model.set_state_dict(values)
+    if missing or unexpected:
+        raise KeyMismatchError(f"{name}: Paddle reported missing {missing[:6]} and unexpected {unexpected[:6]}")
+
+
+def from_numpy(arr: np.ndarray) -> Any:
+    return import_paddle().to_tensor(arr)
+
+
+def run(model: Any, arr: np.ndarray) -> Any:
+    paddle = import_paddle()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(arr))
+
+
+def named_modules(model: Any) -> dict[str, Any]:
+    return dict(model.named_sublayers(include_self=True))
+
+
+def add_output_hook(module: Any, hook: Any) -> Any:
+    return module.register_forward_post_hook(hook)
+
+
+def _map(value: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_map(v, fn) for v in value)
+    if isinstance(value, list):
+        return [_map(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: _map(v, fn) for k, v in value.items()}
+    return fn(value)
+
+
+def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable) -> tuple[Any, float]:
+    """Run ``model`` with a hook on every layer call: ``pre(path, type_name, inputs)`` may return numpy
+    (args, kwargs) that replace the call's inputs (``inputs()`` gives the call's own as numpy);
+    ``post(path, output)`` gets the output as numpy and may return numpy that replaces it. Returns the
+    model's output as numpy and the seconds the forward took."""
+    paddle = import_paddle()
+
+    def tensors(value: Any) -> Any:
+        return _map(value, lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
+
+    def arrays(value: Any) -> Any:
+        return _map(value, lambda v: v.numpy() if isinstance(v, paddle.Tensor) else v)
+
+    def on_pre(path: str, layer: Any, args: Any, kwargs: Any) -> Any:
+        new = pre(path, type(layer).__name__, lambda: (arrays(args), arrays(kwargs)))
+        return None if new is None else (tuple(tensors(new[0])), dict(tensors(new[1])))
+
+    def on_post(path: str, output: Any) -> Any:
+        new = post(path, arrays(output))
+        return None if new is None else tensors(new)
+
+    handles = []
+    for path, layer in model.named_sublayers(include_self=True):
+        if pre is not None:
+            handles.append(layer.register_forward_pre_hook(
+                lambda lay, a, k, _p=path: on_pre(_p, lay, a, k), with_kwargs=True))
+        handles.append(layer.register_forward_post_hook(lambda lay, a, k, o, _p=path: on_post(_p, o), with_kwargs=True))
+    start = time.perf_counter()
+    try:
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(arr))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return arrays(out), time.perf_counter() - start
