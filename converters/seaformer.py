@@ -419,6 +419,8 @@ SPEC = FamilySpec(
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,
     sources=SOURCES,
+    # the classifiers' 1000-way layer (the segmentation models have none)
+    classifier="linear",
     preprocessing={
         "classification": {
             # seaformer-cls/validate.py -> timm/data/config.py resolve_data_config: the model has no

@@ -12,7 +12,10 @@ from paddle import nn
 
 from porthub.normspec import parse_norm_layer
 
-__all__ = ["DropPath", "Identity", "Mlp", "attention", "dense_layout", "make_norm", "to_2tuple", "register_constant"]
+__all__ = [
+    "DropPath", "Identity", "Mlp", "attention", "dense_layout", "make_norm", "to_2tuple", "register_constant",
+    "FeatureInfo", "select_features", "check_num_classes", "reject_unknown", "ClassifierMixin",
+]
 
 Identity = nn.Identity
 
@@ -107,3 +110,72 @@ class Mlp(nn.Layer):
     def forward(self, x):
         x = self.drop(self.act(self.fc1(x)))
         return self.drop(self.fc2(x))
+
+
+class FeatureInfo(list):
+    """What a ``features_only`` model returns, in output order: one ``{"num_chs", "reduction", "module"}``
+    dict per map (channels, stride against the input, the module whose output it is)."""
+
+    def channels(self):
+        return [info["num_chs"] for info in self]
+
+    def reduction(self):
+        return [info["reduction"] for info in self]
+
+    def module_name(self):
+        return [info["module"] for info in self]
+
+
+def select_features(stages, out_indices):
+    """The :class:`FeatureInfo` of the stage outputs ``out_indices`` picks (negative indices count from the
+    end, as in timm) and those indices made non-negative; ``stages`` lists ``(num_chs, reduction, module)``
+    for every output the architecture has."""
+    count = len(stages)
+    picked = []
+    for index in out_indices:
+        if not isinstance(index, int) or not -count <= index < count:
+            raise ValueError(f"out_indices must be integers in [-{count}, {count}) (this model has {count} "
+                             f"feature maps), not {tuple(out_indices)}")
+        picked.append(index % count)
+    if not picked or len(set(picked)) != len(picked):
+        raise ValueError(f"out_indices must name at least one map and none twice, not {tuple(out_indices)}")
+    info = FeatureInfo({"num_chs": int(stages[i][0]), "reduction": int(stages[i][1]), "module": stages[i][2]}
+                       for i in picked)
+    return info, tuple(picked)
+
+
+def check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative integer (0: no classifier), not {num_classes!r}")
+    return num_classes
+
+
+def reject_unknown(owner, kwargs):
+    """Fail on keyword arguments no constructor takes, as Python does (a misspelt ``num_clases=10`` must not
+    build a 1000-class model)."""
+    if kwargs:
+        raise TypeError(f"{owner}.__init__() got unexpected keyword argument(s) {', '.join(map(repr, sorted(kwargs)))}")
+
+
+class ClassifierMixin:
+    """timm's classifier API for a model whose classifier is the ``nn.Linear`` attribute ``head_name`` on
+    ``num_features`` pooled features; the model defines ``forward_features`` and ``pool``."""
+
+    head_name = "head"
+
+    def get_classifier(self):
+        return getattr(self, self.head_name)
+
+    def reset_classifier(self, num_classes):
+        """A new, freshly initialised classifier for ``num_classes`` (0: none, ``forward`` gives the pooled
+        features), in the dtype of the model's parameters."""
+        self.num_classes = check_num_classes(num_classes)
+        head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        like = next(iter(self.parameters()), None)
+        if like is not None:
+            head = head.to(dtype=like.dtype)
+        setattr(self, self.head_name, head)
+
+    def forward_head(self, x, pre_logits=False):
+        x = self.pool(x)
+        return x if pre_logits else self.get_classifier()(x)

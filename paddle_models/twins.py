@@ -17,7 +17,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
+from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
+                     select_features, to_2tuple)
 
 __all__ = [
     "Mlp",
@@ -307,16 +308,17 @@ def _drop_path_rates(drop_path_rate, depths):
     return [float(r) for r in np.linspace(0.0, drop_path_rate, sum(depths))]
 
 
-class CPVTV2(nn.Layer):
+class CPVTV2(ClassifierMixin, nn.Layer):
     """Twins-PCPVT: pyramid of GSA stages with a PEG after each stage's first block, GAP and a linear head."""
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 256, 512),
                  num_heads=(1, 2, 4, 8), mlp_ratios=(4, 4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(3, 4, 6, 3),
-                 sr_ratios=(8, 4, 2, 1), block_cls=Block, F4=False, extra_norm=False, features_only=False):
+                 sr_ratios=(8, 4, 2, 1), block_cls=Block, F4=False, extra_norm=False, features_only=False,
+                 out_indices=(0, 1, 2, 3)):
         super().__init__()
         norm_layer = make_norm(norm_layer)
-        self._setup(num_classes, depths, F4, extra_norm, features_only)
+        self._setup(num_classes, depths, F4, extra_norm, features_only, embed_dims, patch_size, None, out_indices)
         self.patch_embeds = _patch_embeds(img_size, patch_size, in_chans, embed_dims)
         self.pos_drops = nn.LayerList([nn.Dropout(p=drop_rate) for _ in depths])
         self.blocks = self._stages(embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate,
@@ -328,12 +330,20 @@ class CPVTV2(nn.Layer):
         self.pos_block = nn.LayerList([PosCNN(dim, dim) for dim in embed_dims])
         self._set_window_padding()
 
-    def _setup(self, num_classes, depths, F4, extra_norm, features_only):
-        self.num_classes = num_classes
+    def _setup(self, num_classes, depths, F4, extra_norm, features_only, embed_dims, patch_size, strides, out_indices):
+        self.num_classes = check_num_classes(num_classes)
         self.depths = list(depths)
         self.F4 = F4
         self.extra_norm = extra_norm
         self.features_only = features_only
+        self.num_features = embed_dims[-1]
+        # stage maps: the first at patch_size, each later one merged by its stride (2 unless ALTGVT's strides)
+        reductions = [to_2tuple(patch_size)[0]]
+        for i in range(1, len(embed_dims)):
+            reductions.append(reductions[-1] * (2 if strides is None else strides[i - 1]))
+        stages = [(dim, reductions[i], f"blocks.{i}") for i, dim in enumerate(embed_dims)]
+        # the official segmentation flag F4 keeps the last of four maps only
+        self.feature_info, self.out_indices = select_features(stages, (3,) if F4 else out_indices)
 
     def _stages(self, embed_dims, num_heads, mlp_ratios, qkv_bias, qk_scale, drop_rate, attn_drop_rate,
                 drop_path_rate, norm_layer, depths, sr_ratios, block_cls, wss=None):
@@ -361,10 +371,11 @@ class CPVTV2(nn.Layer):
                 module.pad_to_window = self.features_only
 
     def forward_features(self, x):
+        """The last stage's normed tokens (B, N, C), or with ``features_only`` the picked stage maps."""
         B = x.shape[0]
         last = len(self.depths) - 1
         outputs = []
-        for i in range(len(self.depths)):
+        for i in range(max(self.out_indices) + 1 if self.features_only else len(self.depths)):
             x, (H, W) = self.patch_embeds[i](x)
             x = self.pos_drops[i](x)
             for j, blk in enumerate(self.blocks[i]):
@@ -375,19 +386,21 @@ class CPVTV2(nn.Layer):
                 if self.extra_norm:
                     x = self.norm_list[i](x)
                 x = x.reshape([B, H, W, -1]).transpose([0, 3, 1, 2])
-                outputs.append(x)
+                if i in self.out_indices:
+                    outputs.append(x)
             elif i < last:
                 x = x.reshape([B, H, W, -1]).transpose([0, 3, 1, 2])
         if self.features_only:
             return outputs
-        return self.norm(x).mean(axis=1)
+        return self.norm(x)
+
+    def pool(self, x):
+        return x.mean(axis=1)
 
     @dense_layout
     def forward(self, x):
         x = self.forward_features(x)
-        if self.features_only:
-            return x[3:4] if self.F4 else x
-        return self.head(x)
+        return x if self.features_only else self.forward_head(x)
 
 
 class PCPVT(CPVTV2):
@@ -396,10 +409,11 @@ class PCPVT(CPVTV2):
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 256),
                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(4, 4, 4),
-                 sr_ratios=(4, 2, 1), block_cls=SBlock, F4=False, extra_norm=False, features_only=False):
+                 sr_ratios=(4, 2, 1), block_cls=SBlock, F4=False, extra_norm=False, features_only=False,
+                 out_indices=(0, 1, 2, 3)):
         super().__init__(img_size, patch_size, in_chans, num_classes, embed_dims, num_heads, mlp_ratios, qkv_bias,
                          qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer, depths, sr_ratios,
-                         block_cls, F4, extra_norm, features_only)
+                         block_cls, F4, extra_norm, features_only, out_indices)
 
 
 class ALTGVT(PCPVT):
@@ -409,12 +423,12 @@ class ALTGVT(PCPVT):
                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(4, 4, 4),
                  sr_ratios=(4, 2, 1), block_cls=GroupBlock, wss=(7, 7, 7), F4=False, extra_norm=False,
-                 strides=(2, 2, 2), features_only=False):
+                 strides=(2, 2, 2), features_only=False, out_indices=(0, 1, 2, 3)):
         # The official class builds its parent and then re-creates blocks (and patch_embeds for custom
         # strides), which moves them to the end of the state dict; this builds each part once, in that order.
         nn.Layer.__init__(self)
         norm_layer = make_norm(norm_layer)
-        self._setup(num_classes, depths, F4, extra_norm, features_only)
+        self._setup(num_classes, depths, F4, extra_norm, features_only, embed_dims, patch_size, strides, out_indices)
         self.wss = list(wss)
         self.strides = tuple(strides)
         custom_strides = self.strides != (2, 2, 2)

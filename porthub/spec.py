@@ -253,6 +253,9 @@ class FamilySpec:
     input_rule: Callable[[ModelRef], InputRule] = lambda ref: InputRule()
     #: the sources catalogue: variant name -> its official release (porthub.catalogue.Release)
     sources: Mapping[str, Any] = field(default_factory=dict)
+    #: module path of the classification layer in the family's classifiers: ``num_classes`` sizes it, and
+    #: pretrained weights whose classifier does not fit leave it freshly initialised (porthub.create_model)
+    classifier: str = "head"
 
     def __post_init__(self) -> None:
         names = [layout.name for layout in self.layouts]

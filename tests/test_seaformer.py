@@ -96,9 +96,10 @@ def test_expand_ratio_one_shifts_the_conv_indices():
     assert tuple(block.conv[2].c.weight.shape) == (24, 1, 5, 5) and not block.use_res_connect
 
 
-def test_classifier_has_1000_classes_whatever_num_classes_says():
-    model = T.SeaFormer(**SMALL_CLS, num_classes=10)
-    assert tuple(model.linear.weight.shape) == (1000, 40)
+def test_num_classes_sizes_the_classifier_1000_by_default():
+    """The official code fixes the head at 1000; porthub's num_classes sizes it (issue 16)."""
+    assert tuple(T.SeaFormer(**SMALL_CLS, num_classes=10).linear.weight.shape) == (10, 40)
+    assert tuple(T.SeaFormer(**SMALL_CLS).linear.weight.shape) == (1000, 40)
 
 
 def test_detail_branch_width_differs_between_cls_and_seg_code():

@@ -23,7 +23,8 @@ from torch.utils import checkpoint
 
 from porthub.geometry.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import DropPath, Mlp, attention, dense_layout, make_norm, register_constant, to_2tuple
+from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
+                     register_constant, select_features, to_2tuple)
 
 __all__ = [
     "Mlp",
@@ -309,6 +310,8 @@ class Stage(nn.Module):
         self.depth = depth
         self.use_checkpoint = use_checkpoint
         self.dynamic = dynamic
+        # the classifier's features_only mode also takes the map before merging
+        self.return_map = dynamic
         self.blocks = nn.ModuleList()
         for i in range(depth):
             self.blocks.append(CrossFormerBlock(
@@ -330,8 +333,10 @@ class Stage(nn.Module):
                 x = checkpoint.checkpoint(blk, x, H, W, use_reentrant=False)
             else:
                 x = blk(x, H, W)
-        if not self.dynamic:
+        if not self.return_map:
             return x if self.downsample is None else self.downsample(x)
+        if H is None:
+            H, W = self.input_resolution
         B, _, C = x.shape
         feat = x.reshape(B, H, W, C).permute(0, 3, 1, 2)
         if self.downsample is not None:
@@ -414,6 +419,10 @@ class _CrossFormerTrunk(nn.Module):
                 use_cpe=use_cpe, pad_type=pad_type, no_mask=no_mask, adaptive_interval=adaptive_interval,
                 use_acl=use_acl, dynamic=dynamic))
 
+    def _feature_info(self, embed_dim, patch_size, out_indices):
+        stages = [(embed_dim * 2**i, patch_size[0] * 2**i, f"layers.{i}") for i in range(self.num_layers)]
+        self.feature_info, self.out_indices = select_features(stages, out_indices)
+
     def _init_weights(self, m):
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
@@ -430,11 +439,13 @@ class _CrossFormerTrunk(nn.Module):
         return self.pos_drop(x)
 
 
-class CrossFormer(_CrossFormerTrunk):
+class CrossFormer(ClassifierMixin, _CrossFormerTrunk):
     """The classification model (main ``models/crossformer.py``), built for one square ``img_size``.
 
     ``mlp_ratio`` is per stage (a list, as the main configs give it) or one number (as the 2021 configs).
-    Unknown keyword arguments are accepted and ignored, as the official constructor does.
+    Unlike the official constructor, unknown keyword arguments raise TypeError (a misspelt one would
+    otherwise build a different model silently). ``features_only`` returns the NCHW map of each stage
+    before its merging (strides 4, 8, 16, 32) that ``out_indices`` picks, described by ``feature_info``.
     """
 
     def __init__(self, img_size=224, patch_size=[4], in_chans=3, num_classes=1000,
@@ -445,27 +456,42 @@ class CrossFormer(_CrossFormerTrunk):
                  norm_layer=nn.LayerNorm, ape=False, patch_norm=True,
                  use_checkpoint=False, merge_size=[[2], [2], [2]], use_cpe=False,
                  group_type="constant", pad_type=0, no_mask=False,
-                 adaptive_interval=False, use_acl=False, **kwargs):
+                 adaptive_interval=False, use_acl=False, features_only=False, out_indices=(0, 1, 2, 3)):
         super().__init__(img_size, patch_size, in_chans, embed_dim, depths, num_heads, group_size, crs_interval,
                          mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer, ape,
                          patch_norm, use_checkpoint, merge_size, use_cpe, group_type, pad_type, no_mask,
                          adaptive_interval, use_acl, dynamic=False)
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
+        self.features_only = features_only
+        self._feature_info(embed_dim, patch_size, out_indices)
+        for layer in self.layers:
+            layer.return_map = features_only
         self.norm = make_norm(norm_layer)(self.num_features)
         self.avgpool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
     def forward_features(self, x):
+        """The last stage's normed tokens (B, N, C), or with ``features_only`` the picked stage maps."""
         x = self.embed(x)
+        if self.features_only:
+            maps = []
+            for i in range(max(self.out_indices) + 1):
+                feat, x = self.layers[i](x)
+                if i in self.out_indices:
+                    maps.append(feat)
+            return maps
         for layer in self.layers:
             x = layer(x)
-        x = self.norm(x)
+        return self.norm(x)
+
+    def pool(self, x):
         return torch.flatten(self.avgpool(x.transpose(1, 2)), 1)
 
     @dense_layout
     def forward(self, x):
-        return self.head(self.forward_features(x))
+        x = self.forward_features(x)
+        return x if self.features_only else self.forward_head(x)
 
 
 class CrossFormerBackbone(_CrossFormerTrunk):
@@ -479,6 +505,8 @@ class CrossFormerBackbone(_CrossFormerTrunk):
     ``crs_interval`` over a window of ``(Hp/I) x (Wp/I)`` tokens (padding to a multiple of I), and a map
     not larger than the group falls back to ``min(H, W)``; main uses G x G groups spaced I apart in
     regions of G*I and falls back to ``max(H, W)``. At 224x224 both agree; at detection sizes they do not.
+    ``out_indices`` picks the maps returned (``feature_info`` describes them); unknown keyword arguments
+    raise TypeError.
     The official backbone builds the DPB coordinates in float32 only; this one follows the input dtype.
     """
 
@@ -490,13 +518,14 @@ class CrossFormerBackbone(_CrossFormerTrunk):
                  norm_layer=nn.LayerNorm, ape=False, patch_norm=True,
                  use_checkpoint=False, merge_size=[[2], [2], [2]], use_cpe=False,
                  group_type="constant", pad_type=0, no_mask=False,
-                 adaptive_interval=False, use_acl=False, init_cfg=None, **kwargs):
+                 adaptive_interval=False, use_acl=False, init_cfg=None, out_indices=(0, 1, 2, 3)):
         super().__init__(img_size, patch_size, in_chans, embed_dim, depths, num_heads, group_size, crs_interval,
                          mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, norm_layer, ape,
                          patch_norm, use_checkpoint, merge_size, use_cpe, group_type, pad_type, no_mask,
                          adaptive_interval, use_acl, dynamic=True)
         self.num_classes = num_classes
         self.init_cfg = init_cfg
+        self._feature_info(embed_dim, patch_size, out_indices)
         self.apply(self._init_weights)
 
     @dense_layout
@@ -504,7 +533,8 @@ class CrossFormerBackbone(_CrossFormerTrunk):
         H, W = x.shape[2:]
         x = self.embed(x)
         outs = []
-        for i, layer in enumerate(self.layers):
-            feat, x = layer(x, H // 4 // 2**i, W // 4 // 2**i)
-            outs.append(feat)
+        for i in range(max(self.out_indices) + 1):
+            feat, x = self.layers[i](x, H // 4 // 2**i, W // 4 // 2**i)
+            if i in self.out_indices:
+                outs.append(feat)
         return outs

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropPath, Mlp, attention, dense_layout, make_norm, to_2tuple
+from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
+                     reject_unknown, select_features, to_2tuple)
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 
@@ -455,6 +456,7 @@ class BasicLayer(nn.Module):
         self.input_resolution = tuple(input_resolution)
         self.depth = depth
         self.use_checkpoint = use_checkpoint
+        self.return_map = False
         expand_factor = _EXPAND_FACTOR[expand_layer]
         self.blocks = nn.ModuleList([
             self.block_class(
@@ -476,14 +478,21 @@ class BasicLayer(nn.Module):
     def forward(self, x):
         for blk in self.blocks:
             x = blk(x)
+        image = None
+        if self.downsample is not None or self.return_map:
+            image = x.reshape(x.shape[0], self.input_resolution[0], self.input_resolution[1], -1).permute(0, 3, 1, 2)
         if self.downsample is not None:
-            x = x.reshape(x.shape[0], self.input_resolution[0], self.input_resolution[1], -1).permute(0, 3, 1, 2)
-            x = self.downsample(x)
-        return x
+            x = self.downsample(image)
+        # features_only: (NCHW map before the downsampling, tokens after it)
+        return (image, x) if self.return_map else x
 
 
-class FocalTransformer(nn.Module):
-    """Focal Transformer v1 with the official constructor (``classification/focal_transformer.py``)."""
+class FocalTransformer(ClassifierMixin, nn.Module):
+    """Focal Transformer v1 with the official constructor (``classification/focal_transformer.py``).
+
+    Unlike the official one, unknown keyword arguments raise TypeError. ``features_only`` returns the NCHW
+    map of each stage before its downsampling (strides 4, 8, 16, 32) that ``out_indices`` picks,
+    described by ``feature_info``."""
 
     layer_class = BasicLayer
 
@@ -494,12 +503,17 @@ class FocalTransformer(nn.Module):
                  focal_stages=(0, 1, 2, 3), focal_levels=(1, 1, 1, 1), focal_windows=(7, 5, 3, 1),
                  focal_pool="fc", expand_stages=(0, 1, 2, 3), expand_sizes=(3, 3, 3, 3), expand_layer="all",
                  use_conv_embed=False, use_layerscale=False, layerscale_value=1e-4, use_pre_norm=False,
-                 **kwargs):
+                 features_only=False, out_indices=(0, 1, 2, 3), **kwargs):
         super().__init__()
         # expand_stages is accepted and unused, as officially (expand_sizes alone decides)
         norm_layer = make_norm(norm_layer)
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.num_layers = len(depths)
+        self.features_only = features_only
+        # the conv stem has stride 4 whatever patch_size says; each downsampling halves
+        stem = 4 if use_conv_embed else to_2tuple(patch_size)[0]
+        stages = [(int(embed_dim * 2**i), stem * 2**i, f"layers.{i}") for i in range(self.num_layers)]
+        self.feature_info, self.out_indices = select_features(stages, out_indices)
         self.embed_dim = embed_dim
         self.ape = ape
         self.patch_norm = patch_norm
@@ -537,26 +551,38 @@ class FocalTransformer(nn.Module):
         self.norm = norm_layer(self.num_features)
         self.avgpool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        for layer in self.layers:
+            layer.return_map = features_only
 
-    @staticmethod
-    def _layer_kwargs(kwargs):
-        """Constructor arguments that only the v2 stages take (the official v1 ignores unknown ones)."""
+    def _layer_kwargs(self, kwargs):
+        """Constructor arguments that only the v2 stages take; anything else is a mistake."""
+        reject_unknown(type(self).__name__, kwargs)
         return {}
 
     def forward_features(self, x):
+        """The last stage's normed tokens (B, N, C), or with ``features_only`` the picked stage maps."""
         x = self.patch_embed(x)
         if self.ape:
             x = x + self.absolute_pos_embed
         x = self.pos_drop(x)
+        if self.features_only:
+            maps = []
+            for i in range(max(self.out_indices) + 1):
+                feat, x = self.layers[i](x)
+                if i in self.out_indices:
+                    maps.append(feat)
+            return maps
         for layer in self.layers:
             x = layer(x)
-        x = self.norm(x)
-        x = self.avgpool(_swap(x, 1, 2))
-        return torch.flatten(x, 1)
+        return self.norm(x)
+
+    def pool(self, x):
+        return torch.flatten(self.avgpool(_swap(x, 1, 2)), 1)
 
     @dense_layout
     def forward(self, x):
-        return self.head(self.forward_features(x))
+        x = self.forward_features(x)
+        return x if self.features_only else self.forward_head(x)
 
 
 def get_topk_closest_indice(q_windows, k_windows, topk=1):
@@ -764,7 +790,7 @@ class FocalTransformerV2(FocalTransformer):
                  focal_stages=(0, 1, 2, 3), focal_levels=(1, 1, 1, 1), focal_windows=(7, 5, 3, 1),
                  focal_topK=64, focal_pool="fc", expand_stages=(0, 1, 2, 3), expand_sizes=(3, 3, 3, 3),
                  expand_layer="all", use_conv_embed=False, use_layerscale=False, layerscale_value=1e-4,
-                 use_pre_norm=False, **kwargs):
+                 use_pre_norm=False, features_only=False, out_indices=(0, 1, 2, 3), **kwargs):
         super().__init__(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
             embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
@@ -774,8 +800,10 @@ class FocalTransformerV2(FocalTransformer):
             focal_stages=focal_stages, focal_levels=focal_levels, focal_windows=focal_windows,
             focal_pool=focal_pool, expand_stages=expand_stages, expand_sizes=expand_sizes,
             expand_layer=expand_layer, use_conv_embed=use_conv_embed, use_layerscale=use_layerscale,
-            layerscale_value=layerscale_value, use_pre_norm=use_pre_norm, topK=focal_topK, **kwargs)
+            layerscale_value=layerscale_value, use_pre_norm=use_pre_norm, features_only=features_only,
+            out_indices=out_indices, topK=focal_topK, **kwargs)
 
-    @staticmethod
-    def _layer_kwargs(kwargs):
-        return {"topK": kwargs["topK"]}
+    def _layer_kwargs(self, kwargs):
+        extra = {"topK": kwargs.pop("topK")}
+        reject_unknown(type(self).__name__, kwargs)
+        return extra

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from torch_models.layers import DropPath, dense_layout
+from torch_models.layers import ClassifierMixin, DropPath, check_num_classes, dense_layout, select_features
 
 __all__ = [
     "Conv2d_BN",
@@ -359,6 +359,19 @@ class _SeaFormerStages(nn.Module):
                 drop_path=_stage_drop_rates(drop_path_rate, depths[i]), norm_cfg=norm_cfg, act_layer=act_layer,
                 detail_dim=2 * dh if seg_detail else None))
 
+    def _feature_stages(self, cfgs, emb_dims, depths):
+        """(channels, stride, module) of what ``_run_stages(x, taps=(1,))`` returns: the 1/8 map after
+        ``smb2``, then each transformer stage's output."""
+        strides, stride = [], 2  # the stem is stride 2
+        for rows in cfgs:
+            for row in rows:
+                stride *= row[3]
+            strides.append(stride)
+        stages = [(_make_divisible(cfgs[1][-1][2], 8), strides[1], "smb2")]
+        for j in range(len(depths)):
+            stages.append((emb_dims[j], strides[len(cfgs) - len(depths) + j], f"trans{j + 1}"))
+        return stages
+
     def _run_stages(self, x, taps):
         num_smb = len(self.cfgs)
         num_trans = len(self.depths)
@@ -373,15 +386,23 @@ class _SeaFormerStages(nn.Module):
         return x, outputs
 
 
-class SeaFormer(_SeaFormerStages):
-    """ImageNet classifier of ``seaformer-cls``; the 1000-way ``linear`` is fixed as in the official code
-    (``num_classes`` is stored but, as there, does not size it)."""
+class SeaFormer(ClassifierMixin, _SeaFormerStages):
+    """ImageNet classifier of ``seaformer-cls``. ``num_classes`` sizes ``linear`` (the official code fixes
+    it at 1000, which is the default here). ``features_only`` returns the segmentation backbone's maps
+    (after ``smb2`` at 1/8, then each transformer stage) that ``out_indices`` picks, described by
+    ``feature_info``."""
+
+    head_name = "linear"
 
     def __init__(self, cfgs, channels, emb_dims, key_dims, depths=[2, 2], num_heads=4, attn_ratios=2,
                  mlp_ratios=[2, 4], drop_path_rate=0.0, norm_cfg=dict(type="BN", requires_grad=True),
-                 act_layer=nn.ReLU6, init_cfg=None, num_classes=1000):
+                 act_layer=nn.ReLU6, init_cfg=None, num_classes=1000, features_only=False,
+                 out_indices=(0, 1, 2)):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
+        self.num_features = channels[-1]
+        self.features_only = features_only
+        self.feature_info, self.out_indices = select_features(self._feature_stages(cfgs, emb_dims, depths), out_indices)
         self.channels = channels
         self.depths = depths
         self.cfgs = cfgs
@@ -389,14 +410,24 @@ class SeaFormer(_SeaFormerStages):
         self.init_cfg = init_cfg
         self._build_stages(cfgs, channels, emb_dims, key_dims, depths, num_heads, attn_ratios, mlp_ratios,
                            drop_path_rate, norm_cfg, act_layer, seg_detail=False)
-        self.linear = nn.Linear(channels[-1], 1000)
+        self.linear = nn.Linear(channels[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+
+    def forward_features(self, x):
+        """The last stage's map (B, C, H, W), or with ``features_only`` the picked maps."""
+        if self.features_only:
+            _, outputs = self._run_stages(x, taps=(1,))
+            return [outputs[i] for i in self.out_indices]
+        x, _ = self._run_stages(x, taps=())
+        return x
+
+    def pool(self, x):
+        return self.avgpool(x).reshape(-1, x.shape[1])
 
     @dense_layout
     def forward(self, x):
-        x, _ = self._run_stages(x, taps=())
-        out = self.avgpool(x).reshape(-1, x.shape[1])
-        return self.linear(out)
+        x = self.forward_features(x)
+        return x if self.features_only else self.forward_head(x)
 
 
 class SeaFormerBackbone(_SeaFormerStages):
@@ -425,6 +456,7 @@ class SeaFormerBackbone(_SeaFormerStages):
         self.pretrained = None if init_cfg is None else init_cfg.get("checkpoint")
         self._build_stages(cfgs, channels, emb_dims, key_dims, depths, num_heads, attn_ratios, mlp_ratios,
                            drop_path_rate, norm_cfg, act_layer, seg_detail=True)
+        self.feature_info, _ = select_features(self._feature_stages(cfgs, emb_dims, depths), range(len(depths) + 1))
 
     @dense_layout
     def forward(self, x):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import DropPath, attention, dense_layout, make_norm, to_2tuple
+from .layers import ClassifierMixin, DropPath, attention, check_num_classes, dense_layout, make_norm, select_features, to_2tuple
 
 __all__ = [
     "Mlp",
@@ -220,7 +220,10 @@ class Head(nn.Module):
         return self.norm(x), H, W
 
 
-class ShuntedTransformer(nn.Module):
+class ShuntedTransformer(ClassifierMixin, nn.Module):
+    """The official classifier; ``features_only`` returns the NCHW map after each stage's norm (strides
+    4, 8, 16, 32) that ``out_indices`` picks, described by ``feature_info``."""
+
     def __init__(
         self,
         img_size=224,
@@ -240,13 +243,19 @@ class ShuntedTransformer(nn.Module):
         sr_ratios=(8, 4, 2, 1),
         num_stages=4,
         num_conv=0,
+        features_only=False,
+        out_indices=(0, 1, 2, 3),
     ):
         super().__init__()
         if embed_dims[0] != 64:
             raise ValueError(f"ShuntedTransformer: embed_dims[0] must be 64 (the official stem always outputs 64 channels), not {embed_dims[0]}")
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.depths = depths
         self.num_stages = num_stages
+        self.num_features = embed_dims[3]
+        self.features_only = features_only
+        stages = [(embed_dims[i], 4 * 2**i, f"norm{i + 1}") for i in range(num_stages)]
+        self.feature_info, self.out_indices = select_features(stages, out_indices)
         norm_layer = make_norm(norm_layer)
 
         total = sum(depths)
@@ -285,12 +294,12 @@ class ShuntedTransformer(nn.Module):
         # the official head reads embed_dims[3] whatever num_stages is
         self.head = nn.Linear(embed_dims[3], num_classes) if num_classes > 0 else nn.Identity()
 
-    def get_classifier(self):
-        return self.head
-
     def forward_features(self, x):
+        """The last stage's normed tokens (B, N, C), or with ``features_only`` the picked stage maps."""
         B = x.shape[0]
-        for i in range(self.num_stages):
+        maps = []
+        last = max(self.out_indices) if self.features_only else self.num_stages - 1
+        for i in range(last + 1):
             patch_embed = getattr(self, f"patch_embed{i + 1}")
             block = getattr(self, f"block{i + 1}")
             norm = getattr(self, f"norm{i + 1}")
@@ -298,13 +307,19 @@ class ShuntedTransformer(nn.Module):
             for blk in block:
                 x = blk(x, H, W)
             x = norm(x)
-            if i != self.num_stages - 1:
+            if i != self.num_stages - 1 or self.features_only:
                 x = x.reshape(B, H, W, -1).permute(0, 3, 1, 2)
+            if self.features_only and i in self.out_indices:
+                maps.append(x)
+        return maps if self.features_only else x
+
+    def pool(self, x):
         return x.mean(dim=1)
 
     @dense_layout
     def forward(self, x):
-        return self.head(self.forward_features(x))
+        x = self.forward_features(x)
+        return x if self.features_only else self.forward_head(x)
 
 
 _VARIANT_KWARGS = dict(
