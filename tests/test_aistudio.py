@@ -96,11 +96,8 @@ def _torch_reference(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     import torch
 
     from porthub.registry import resolve
+    from porthub.runtime import build_model
 
-    try:
-        from porthub.runtime import build_model
-    except ImportError:
-        from porthub.runtime import build_model
     spec, variant = resolve("shunted_t")
     model = build_model(spec, variant.model(), "torch")
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
@@ -518,6 +515,16 @@ def test_aistudio_statistics_are_off_unless_opted_in_and_never_block(
     import aistudio_sdk.file_download
 
     assert aistudio_sdk.file_download.post_repo_statistic_async is aistudio_sdk.dot.post_repo_statistic_async
+
+
+@pytest.mark.slow
+def test_aistudio_published_source_sha256_for_publish_zoo(pushed: SimpleNamespace, studio: double_mod.Double,
+                                                          sdk_env: Path) -> None:
+    from porthub.hub import aistudio as hub_aistudio
+
+    config = json.loads(studio.files(OWNER, "shunted_t")["config.json"])
+    assert hub_aistudio.published_source_sha256(REPO) == config["source_checkpoint"]["sha256"]
+    assert hub_aistudio.published_source_sha256(f"{OWNER}/never_published") is None
 
 
 def test_aistudio_unreachable_host_is_typed(sdk_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

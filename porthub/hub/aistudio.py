@@ -57,7 +57,16 @@ from ..errors import (
 from ..io import atomic_write
 from ..spec import PADDLE, TORCH
 from .local import hub_home
-from .repo import CONFIG_NAME, Fetched, check_relpath, check_repo_id, files_for, read_config, safe_join, sha256_file
+from .repo import (
+    CONFIG_NAME,
+    Fetched,
+    check_relpath,
+    check_repo_id,
+    files_for,
+    read_config,
+    safe_join,
+    sha256_file,
+)
 
 __all__ = [
     "DEFAULT_REVISION",
@@ -70,6 +79,7 @@ __all__ = [
     "git_host",
     "pretrained_state",
     "publish",
+    "published_source_sha256",
     "render_card",
     "require_token",
     "resolve_token",
@@ -590,6 +600,25 @@ def fetch(repo_id: str, frameworks: Sequence[str] = (PADDLE,), revision: str | N
     finally:
         _wait_for_statistics()
     return Fetched(config, paths, f"AI Studio {repo_id}@{revision}", "aistudio", None, names)
+
+
+def published_source_sha256(repo_id: str, token: str | None = None) -> str | None:
+    """The source checkpoint's sha256 that the config.json of an AI Studio repository records, or None when
+    AI Studio has no such repository or file (publish-zoo skips what is already there)."""
+    client = sdk()
+    if not _reachable(git_host()):
+        raise HubUnreachableError(f"cannot reach AI Studio ({git_host()}); check the network and STUDIO_GIT_HOST")
+    with tempfile.TemporaryDirectory(prefix="porthub-aistudio-zoo-") as tmp:
+        try:
+            path = _download(client, repo_id, CONFIG_NAME, DEFAULT_REVISION, tmp, resolve_token(token))
+            config = read_config(path)
+        except _network_errors() as exc:
+            raise HubUnreachableError(f"AI Studio stopped answering ({type(exc).__name__}); try again") from None
+        except HubError:
+            return None
+        finally:
+            _wait_for_statistics()
+    return str(config.get("source_checkpoint", {}).get("sha256") or "") or None
 
 
 def pretrained_state(variant_name: str, framework: str, revision: str | None = None,
