@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .. import __version__
 from ..catalogue import provenance as source_provenance
 from ..compare import compare_outputs, flatten_outputs
 from ..engine import detect_layout, from_canonical
@@ -26,6 +25,7 @@ from ..errors import HubError
 from ..io import atomic_write, load_checkpoint, save_checkpoint
 from ..io.pdparams import read_pdparams
 from ..spec import PADDLE, TORCH, FamilySpec, Variant
+from ..version import __version__
 from .card import render_card
 from .local import hub_home, local_repo_dir
 from .repo import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision, default_repo_id,

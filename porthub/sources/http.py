@@ -52,7 +52,7 @@ def _bar(total: int | None, initial: int, name: str, progress: bool) -> Iterator
 
 
 def _open(url: str, start: int, timeout: float) -> Any:
-    from .. import __version__
+    from ..version import __version__
 
     headers = {"User-Agent": f"porthub/{__version__}", "Accept-Encoding": "identity"}
     if start:
