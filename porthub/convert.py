@@ -43,12 +43,11 @@ from .errors import (
     OutputPathError,
     UnknownModelError,
 )
-from .io import load_checkpoint, save_checkpoint
+from .io import frameworks_of_file, load_checkpoint, read_json_object, save_checkpoint
 from .io.dtypes import FLOAT_DTYPES, cast_floats, is_bfloat16
 from .manifest import load_manifest, manifest_for
 from .registry import FAMILIES, all_specs, get_spec, normalise, resolve
 from .spec import FRAMEWORKS, PADDLE, TORCH, FamilySpec, Layout, ModelRef, Variant
-from .verify import frameworks_of_file, read_json_object
 
 __all__ = [
     "FORMATS_FOR",

@@ -19,6 +19,7 @@ __all__ = [
     "ConversionError",
     "UnknownLayoutError",
     "OutputPathError",
+    "ConfigFileError",
 ]
 
 
@@ -109,6 +110,10 @@ class UnknownLayoutError(PorthubError, KeyError):
 
 class OutputPathError(PorthubError, FileNotFoundError):
     """The output's directory does not exist (porthub does not create it: a typo would go unnoticed)."""
+
+
+class ConfigFileError(PorthubError, ValueError):
+    """A JSON config or reference case that is not a JSON object."""
 
 
 class AIStudioTokenError(HubError, PermissionError):

@@ -3,7 +3,6 @@ frameworks against each other."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Mapping, Sequence
@@ -13,25 +12,11 @@ import numpy as np
 from .compare import Comparison, compare_arrays, compare_outputs
 from .engine import Manifest, detect_layout
 from .errors import CheckpointFormatError
-from .io import detect_format, load_checkpoint, read_safetensors_metadata
+from .io import frameworks_of_file, load_checkpoint, read_json_object  # re-exported: they live in porthub.io
 from .registry import get_spec
-from .spec import FRAMEWORKS, PADDLE, TORCH, FamilySpec, FeatureSet, ModelRef
+from .spec import FRAMEWORKS, FamilySpec, FeatureSet, ModelRef
 
 __all__ = ["verify_reference", "frameworks_of_file", "load_case", "read_json_object"]
-
-
-def read_json_object(path: str, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; ``what`` names the file in the errors ("reference case", "config")."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such {what}: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} {path} is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} {path} must be a JSON object")
-    return data
 
 
 def load_case(path: str) -> tuple[dict[str, Any], str]:
@@ -42,20 +27,9 @@ def load_case(path: str) -> tuple[dict[str, Any], str]:
     return case, path[:-5] if path.endswith(".json") else path
 
 
-def frameworks_of_file(path: str, fmt: str | None = None) -> tuple[str, ...]:
-    """Which framework's layout a file can hold, from its format (and safetensors metadata)."""
-    fmt = fmt or detect_format(path)
-    if fmt == "pth":
-        return (TORCH,)
-    if fmt == "pdparams":
-        return (PADDLE,)
-    meta = read_safetensors_metadata(path)
-    declared = meta.get("porthub.framework") or {"pt": TORCH, "paddle": PADDLE, "pd": PADDLE}.get(meta.get("format", ""))
-    return (declared,) if declared in FRAMEWORKS else FRAMEWORKS
-
-
-def _read_canonical(path: str, spec: FamilySpec, manifest: Manifest, prefer: str | None = None,
-                    frameworks: Sequence[str] | None = None):
+def _read_canonical(
+    path: str, spec: FamilySpec, manifest: Manifest, prefer: str | None = None, frameworks: Sequence[str] | None = None
+):
     raw = load_checkpoint(path)
     fws = tuple(frameworks) if frameworks else frameworks_of_file(path)
     return detect_layout(raw, spec, manifest, fws, prefer=prefer)
@@ -88,8 +62,13 @@ def _pick(output: Any, captured: Mapping[str, Any], module: str, index: int | No
     return np.asarray(value)
 
 
-def verify_reference(case_path: str, frameworks: Sequence[str] = FRAMEWORKS, dtype: str = "float32",
-                     checkpoint: str | None = None, features: bool = True) -> dict[str, Any]:
+def verify_reference(
+    case_path: str,
+    frameworks: Sequence[str] = FRAMEWORKS,
+    dtype: str = "float32",
+    checkpoint: str | None = None,
+    features: bool = True,
+) -> dict[str, Any]:
     """Build the case's model in each framework from the case's (or the given) checkpoint, run the
     case's input and compare with the official float64 output and features."""
     from .runtime import build_model, load_state, model_manifest, run_model
@@ -124,8 +103,16 @@ def verify_reference(case_path: str, frameworks: Sequence[str] = FRAMEWORKS, dty
     }
 
 
-def _verify_features(spec: FamilySpec, case: Mapping[str, Any], stem: str, ref: ModelRef, state: Any,
-                     frameworks: Sequence[str], dtype: str, checkpoint: str | None) -> list[Comparison]:
+def _verify_features(
+    spec: FamilySpec,
+    case: Mapping[str, Any],
+    stem: str,
+    ref: ModelRef,
+    state: Any,
+    frameworks: Sequence[str],
+    dtype: str,
+    checkpoint: str | None,
+) -> list[Comparison]:
     from .runtime import build_model, load_state, model_manifest, run_model
 
     feats = np.load(f"{stem}.features.npz")
@@ -141,7 +128,11 @@ def _verify_features(spec: FamilySpec, case: Mapping[str, Any], stem: str, ref: 
         fstate = state
         if fs.model is not None or fs.checkpoint_suffix:
             fmanifest = model_manifest(spec, fref, frameworks[0], f"{spec.family} features of {case.get('case')}")
-            source = f"{stem}{fs.checkpoint_suffix}" if fs.checkpoint_suffix and os.path.exists(f"{stem}{fs.checkpoint_suffix}") else (checkpoint or f"{stem}.pth")
+            source = (
+                f"{stem}{fs.checkpoint_suffix}"
+                if fs.checkpoint_suffix and os.path.exists(f"{stem}{fs.checkpoint_suffix}")
+                else (checkpoint or f"{stem}.pth")
+            )
             _, fstate = _read_canonical(source, spec, fmanifest, fs.layout)
         x = np.load(f"{stem}.{'features_input' if fs.input == 'features_input' else 'input'}.npy")
         where, hooks = _outputs_wanted(names, fs)

@@ -7,13 +7,14 @@ Unpickling runs no code from the file (see :mod:`porthub.io.pickle_safe`).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, CheckpointWriteError, ConversionError
+from ..errors import CheckpointFormatError, CheckpointWriteError, ConfigFileError, ConversionError
 from .atomic import atomic_write
 from .pdparams import PADDLE_NAME_TABLE, read_pdparams, write_pdparams
 from .pth import read_pth, write_pth
@@ -22,6 +23,8 @@ from .stream import clear_scratch
 
 __all__ = [
     "FORMATS",
+    "frameworks_of_file",
+    "read_json_object",
     "detect_format",
     "format_for_path",
     "load_checkpoint",
@@ -103,3 +106,31 @@ def save_checkpoint(obj: Any, path: str, fmt: str, metadata: Mapping[str, str] |
                 write_safetensors(obj, fh, metadata)
     finally:
         clear_scratch()
+
+
+def frameworks_of_file(path: str, fmt: str | None = None) -> tuple[str, ...]:
+    """Which framework's layout a file can hold, from its format (and safetensors metadata)."""
+    from ..spec import FRAMEWORKS, PADDLE, TORCH
+
+    fmt = fmt or detect_format(path)
+    if fmt == "pth":
+        return (TORCH,)
+    if fmt == "pdparams":
+        return (PADDLE,)
+    meta = read_safetensors_metadata(path)
+    declared = meta.get("porthub.framework") or {"pt": TORCH, "paddle": PADDLE, "pd": PADDLE}.get(meta.get("format", ""))
+    return (declared,) if declared in FRAMEWORKS else FRAMEWORKS
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; ``what`` names the file in the errors ("reference case", "config")."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such {what}: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{what} {path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{what} {path} must be a JSON object")
+    return data
