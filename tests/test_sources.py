@@ -67,10 +67,10 @@ def _official_file(model: str, path: Path, seed: int) -> SimpleNamespace:
     on a seeded input computed with torch's own strict load_state_dict, independently of porthub's loading."""
     import torch
 
-    from porthub.runtime import build_model
     from porthub.io import save_checkpoint
     from porthub.manifest import load_manifest
     from porthub.pairs import seeded_input, seeded_state
+    from porthub.runtime import build_model
 
     spec, variant = resolve(model)
     state = seeded_state(spec, variant.model(), seed=seed)
