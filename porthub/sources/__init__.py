@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..catalogue import Location, Release, SourceKind, provenance
 from ..errors import FrameworkMissingError, HubError, IntegrityError, SourceUnavailableError, UnknownModelError
@@ -168,10 +168,37 @@ def _fetch_location(loc: Location, path: str, release: Release, progress: bool) 
 
 
 def _download_one(root: str, variant: str, release: Release, loc: Location, progress: bool,
-                  say: Progress) -> FetchedSource:
+                  say: Progress, force: bool = False) -> FetchedSource:
     folder = _cache_dir(root, variant, loc)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, loc.filename or release.file_name)
+    with _exclusive(path + ".lock"):
+        # another process may have finished this download while this one waited for the lock
+        done = None if force else _cached(root, variant, release, [loc])
+        if done is not None:
+            return done
+        return _download_locked(root, variant, release, loc, path, progress, say)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str) -> Iterator[None]:
+    """One downloader per cached file at a time (two would append to one ``.part``); the OS drops the lock
+    when its process dies, so a killed download never blocks the next one."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent downloads of one file are the user's to avoid
+        yield
+        return
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _download_locked(root: str, variant: str, release: Release, loc: Location, path: str, progress: bool,
+                     say: Progress) -> FetchedSource:
     say(f"downloading {release.file_name} of {variant} from {loc.describe()}")
     got = _fetch_location(loc, path, release, progress)
     sha = _sha256(got)
@@ -241,7 +268,7 @@ def fetch_official(variant_name: str, dest_dir: str | None = None, progress: boo
         network = []
     for loc in network:
         try:
-            return _download_one(root, variant, release, loc, progress, say)
+            return _download_one(root, variant, release, loc, progress, say, force)
         except (SourceUnavailableError, FrameworkMissingError) as exc:
             # an optional client missing (gdown, huggingface_hub) only rules out its own locations
             tried.append(f"{loc.describe()}: {exc}")
