@@ -10,18 +10,19 @@ Hugging Face Hub, sha256-checked.
 
 from __future__ import annotations
 
-import os
 import sys
 import typing as _t
 
-# paddle.hub takes this folder off sys.path again right after importing this file, but porthub reads
-# its family specs (converters/) lazily, at call time; keep the clone importable for the entry points.
-_ROOT = os.path.dirname(os.path.abspath(__file__))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import porthub  # noqa: E402  (after the sys.path line above, on purpose)
-from porthub.registry import list_models as _list_models  # noqa: E402
+# No sys.path edit: torch.hub.load(source="local") keeps this folder on sys.path while it imports this
+# file and while the entry point runs; paddle.hub.load keeps it there only while it imports this file.
+# Importing the four top-level packages now binds each to its folder (its __path__), so the modules
+# porthub reads at call time (converters.<family>, torch_models.<family>, paddle_models.<family>) load
+# from this clone afterwards too. The packages' __init__ files import nothing heavy.
+import converters  # noqa: F401
+import paddle_models  # noqa: F401
+import porthub
+import torch_models  # noqa: F401
+from porthub.registry import list_models as _list_models
 
 dependencies = ["numpy", "packaging"]
 
@@ -43,12 +44,16 @@ def _calling_framework() -> str:
 
 def _entry(name: str) -> _t.Callable[..., _t.Any]:
     def entry(pretrained: bool = False, framework: str | None = None, **overrides: _t.Any) -> _t.Any:
-        return porthub.create_model(name, framework=framework or _calling_framework(), pretrained=pretrained, **overrides)
+        return porthub.create_model(
+            name, framework=framework or _calling_framework(), pretrained=pretrained, **overrides
+        )
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = (f"porthub's {name}, as a torch.nn.Module (torch.hub) or paddle.nn.Layer (paddle.hub).\n\n"
-                     "pretrained=True loads the converted official weights; framework='torch'|'paddle' overrides\n"
-                     "the calling hub; other keyword arguments replace constructor arguments (num_classes=10).")
+    entry.__doc__ = (
+        f"porthub's {name}, as a torch.nn.Module (torch.hub) or paddle.nn.Layer (paddle.hub).\n\n"
+        "pretrained=True loads the converted official weights; framework='torch'|'paddle' overrides\n"
+        "the calling hub; other keyword arguments replace constructor arguments (num_classes=10)."
+    )
     return entry
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub 
     import numpy as np
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
+from porthub.errors import ReferenceCaseError
 from porthub.geometry.crossformer import GROUP_TYPES, NEG_INF, compute_group_size, dpb_tables, group_mask, pad_amounts
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Tolerance, Variant
 
@@ -342,7 +343,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     names = re.findall(r"[A-Za-z_]\w*", constructor.split("(")[0])
     name = names[-1] if names else ""
     if name != CLASSIFIER:
-        raise ValueError(f"crossformer case {case.get('case', '?')!r}: constructor {constructor!r} is not a CrossFormer class")
+        raise ReferenceCaseError(f"crossformer case {case.get('case', '?')!r}: constructor {constructor!r} is not a CrossFormer class")
     kwargs = dict(case.get("kwargs") or {})
     return ModelRef(BACKBONE if _is_backbone(constructor) else CLASSIFIER, kwargs)
 

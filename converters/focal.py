@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
+from porthub.errors import ReferenceCaseError
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
 OFFICIAL_REPO = "https://github.com/microsoft/Focal-Transformer"
@@ -180,7 +181,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     ``module`` (``classification/focal_transformer_v2.py`` means Focal-fast)."""
     constructor = str(case.get("constructor", V1_CLASS)).rsplit(".", 1)[-1]
     if constructor not in _CONSTRUCTORS:
-        raise ValueError(
+        raise ReferenceCaseError(
             f"focal case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {sorted(_CONSTRUCTORS)}"
         )
     class_name = _CONSTRUCTORS[constructor]

@@ -17,6 +17,7 @@ import re
 from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
+from porthub.errors import ReferenceCaseError
 from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
 
 OFFICIAL_REPO = "https://github.com/fudan-zvg/SeaFormer"
@@ -313,7 +314,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     constructor = str(case.get("constructor", CLS_CLASS))
     if _is_segmentation(case):
         if "backbone" not in kwargs or "decode_head" not in kwargs:
-            raise ValueError(f"seaformer case {case.get('case', '?')!r}: a segmentation case needs kwargs.backbone "
+            raise ReferenceCaseError(f"seaformer case {case.get('case', '?')!r}: a segmentation case needs kwargs.backbone "
                              "and kwargs.decode_head")
         return ModelRef(SEG_CLASS, kwargs)
     if constructor in (CLS_CLASS, "seaformer.SeaFormer"):
@@ -323,7 +324,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         kwargs.pop("pretrained", None)
         return factories[constructor].model(**kwargs)
     known = ", ".join([CLS_CLASS, SEG_CLASS, *factories])
-    raise ValueError(f"seaformer case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+    raise ReferenceCaseError(f"seaformer case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
 
 
 def case_features(case: Mapping[str, Any]) -> list[FeatureSet]:

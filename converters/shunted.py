@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
+from porthub.errors import ReferenceCaseError
 from porthub.inputs import smallest_side
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
@@ -138,7 +139,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         kwargs.pop("pretrained", None)
         return _FACTORIES[constructor].model(**kwargs)
     known = ", ".join([CONSTRUCTOR, *_FACTORIES])
-    raise ValueError(f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+    raise ReferenceCaseError(f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
 
 
 def _stage_sides(side: int, num_stages: int) -> list[int]:

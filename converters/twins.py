@@ -18,6 +18,7 @@ import re
 from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
+from porthub.errors import ReferenceCaseError
 from porthub.inputs import smallest_side
 from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
 
@@ -237,7 +238,7 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         ref = _FACTORIES[name].model(**kwargs)
     else:
         known = ", ".join([*CLASSES, *_FACTORIES])
-        raise ValueError(f"twins case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+        raise ReferenceCaseError(f"twins case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
     if dense:
         return ModelRef(ref.class_name, {**ref.kwargs, "features_only": True})
     return ref

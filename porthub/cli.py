@@ -305,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (the interpreter's flush at exit) go nowhere instead of failing again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (PorthubError, OSError, ValueError, KeyError, ImportError) as exc:
-        # a KeyError's str() quotes its argument; the message is the argument itself
+    except (PorthubError, OSError) as exc:
+        # porthub's own errors and the operating system's (a file that cannot be read or written); any
+        # other exception is a bug and keeps its traceback. A KeyError's str() quotes its argument.
         text = str(exc.args[0]) if isinstance(exc, KeyError) and len(exc.args) == 1 else str(exc)
         msg = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         if getattr(args, "json", False):

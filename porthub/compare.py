@@ -67,17 +67,22 @@ def flatten_outputs(out: Any, name: str = "output") -> dict[str, np.ndarray]:
     return {name: np.asarray(out)}
 
 
-def compare_outputs(ref: Any, got: Any, tol: float, framework: str = "", dtype: str = "float32",
-                    name: str = "output") -> list[Comparison]:
+def compare_outputs(
+    ref: Any, got: Any, tol: float, framework: str = "", dtype: str = "float32", name: str = "output"
+) -> list[Comparison]:
     """One :class:`Comparison` per item of ``ref`` (and per item only one side has, which fails), in
     the reference's order, each judged by :func:`limit` of its own reference item."""
     want, have = flatten_outputs(ref, name), flatten_outputs(got, name)
     results = [compare_arrays(key, want[key], have.get(key), tol, framework, dtype) for key in want]
-    results += [Comparison(framework, key, float("inf"), limit(tol, 0.0), False, dtype) for key in have if key not in want]
+    results += [
+        Comparison(framework, key, float("inf"), limit(tol, 0.0), False, dtype) for key in have if key not in want
+    ]
     return results
 
 
-def compare_arrays(name: str, ref: Any, got: Any, tol: float, framework: str = "", dtype: str = "float32") -> Comparison:
+def compare_arrays(
+    name: str, ref: Any, got: Any, tol: float, framework: str = "", dtype: str = "float32"
+) -> Comparison:
     """One named array against its reference (``got=None``: missing, which fails)."""
     bound = limit(tol, ref)
     diff = float("inf") if got is None else max_abs_diff(got, ref)

@@ -81,6 +81,26 @@ class NonFiniteWeightsError(PorthubError, ValueError):
     """Weights holding NaN or infinity (a corrupt file or a diverged run)."""
 
 
+class PreprocessError(PorthubError, ValueError):
+    """An input image or array cannot be turned into a model input."""
+
+
+class ReportError(PorthubError, ValueError):
+    """The two models cannot be compared layer by layer (different call structure, bad report directory)."""
+
+
+class SpecError(PorthubError, ValueError):
+    """A family spec or catalogue entry that breaks porthub's rules (a bug in converters/, not in the input)."""
+
+
+class ReferenceCaseError(PorthubError, ValueError):
+    """A reference case (CASE.json and its files) that porthub cannot read or does not know."""
+
+
+class MissingFileError(PorthubError, FileNotFoundError):
+    """A file or folder the caller named does not exist."""
+
+
 class HubError(PorthubError, OSError):
     """A hub repository cannot be found, read or written."""
 

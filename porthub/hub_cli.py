@@ -28,8 +28,15 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     _quiet_http_log()
 
-    result = push(args.model, args.weights, args.repo_id, args.hub, args.revision, args.private,
-                  progress=None if args.json else _say)
+    result = push(
+        args.model,
+        args.weights,
+        args.repo_id,
+        args.hub,
+        args.revision,
+        args.private,
+        progress=None if args.json else _say,
+    )
     if args.json:
         print(json.dumps(result))
         return 0
@@ -38,7 +45,10 @@ def cmd_push(args: argparse.Namespace) -> int:
         where = f"AI Studio {result.get('endpoint')} ({'created' if result.get('created') else 'updated'})"
     print(f"published {result['repo_id']}@{result['revision']} to {where}")
     for r in result["equivalence"]:
-        print(f"  {r['framework']:<7} {r['file']:<26} {r['dtype']:<8} max|diff| vs source {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e})")
+        print(
+            f"  {r['framework']:<7} {r['file']:<26} {r['dtype']:<8} max|diff| vs source {r['max_abs_diff']:.3e}  "
+            f"(limit {r['tolerance']:.1e})"
+        )
     return 0
 
 
@@ -58,8 +68,17 @@ def cmd_download(args: argparse.Namespace) -> int:
     else:
         fetched = fetch(target, frameworks, args.revision, args.hub)
     if args.json:
-        print(json.dumps({"repo": target, "where": fetched.where, "source": fetched.source, "commit": fetched.commit,
-                          "paths": fetched.paths}))
+        print(
+            json.dumps(
+                {
+                    "repo": target,
+                    "where": fetched.where,
+                    "source": fetched.source,
+                    "commit": fetched.commit,
+                    "paths": fetched.paths,
+                }
+            )
+        )
         return 0
     print(f"{target}: from {fetched.where} (sha256 checked)")
     for name, path in fetched.paths.items():

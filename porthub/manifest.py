@@ -10,25 +10,32 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
+from importlib import resources
 from typing import Any, Mapping
 
 from .engine import Manifest
+from .io import atomic_write
 from .spec import FamilySpec, ModelRef, Variant
 
 __all__ = ["manifest_path", "load_manifest", "manifest_for", "write_manifests"]
 
-_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "converters", "manifests")
+#: the package whose data the manifests are (``converters/manifests/<family>.json``, shipped as package data)
+_PACKAGE = "converters"
+
+
+def _resource(family: str) -> Any:
+    return resources.files(_PACKAGE) / "manifests" / f"{family}.json"
 
 
 def manifest_path(family: str) -> str:
-    return os.path.join(_DIR, f"{family}.json")
+    """Where the family's manifest file is (a file system path: ``porthub manifests`` writes it)."""
+    return os.fspath(_resource(family))
 
 
 @lru_cache(maxsize=None)
 def _family_manifests(family: str) -> Mapping[str, Any]:
     try:
-        with open(manifest_path(family), encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(_resource(family).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
 
@@ -54,10 +61,9 @@ def write_manifests(spec: FamilySpec, framework: str = "torch") -> str:
     from .runtime import model_manifest
 
     data = {v.name: model_manifest(spec, v.model(), framework, v.name).to_list() for v in spec.variants}
-    os.makedirs(_DIR, exist_ok=True)
     path = manifest_path(spec.family)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, separators=(",", ":"))
-        fh.write("\n")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_write(path) as fh:
+        fh.write((json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8"))
     _family_manifests.cache_clear()
     return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import ModelConfigError
+
 __all__ = ["NormSpec", "parse_norm_layer"]
 
 _PARTIAL = re.compile(r"^\s*(?:functools\.)?partial\(\s*([\w.]+)\s*(?:,(.*))?\)\s*$")
@@ -36,14 +38,14 @@ def parse_norm_layer(text: "str | NormSpec | None", default_eps: float = 1e-5) -
     else:
         match = _CLASS.match(text)
         if not match:
-            raise ValueError(f"norm_layer {text!r} is not a class name or a functools.partial of one")
+            raise ModelConfigError(f"norm_layer {text!r} is not a class name or a functools.partial of one")
         qualname, args = match.group(1), ""
     name = qualname.rsplit(".", 1)[-1]
     eps = default_eps
     for key, value in _KWARG.findall(args):
         if key != "eps":
-            raise ValueError(f"norm_layer {text!r}: only eps can be set, not {key!r}")
+            raise ModelConfigError(f"norm_layer {text!r}: only eps can be set, not {key!r}")
         eps = float(value)
     if name not in ("LayerNorm",):
-        raise ValueError(f"norm_layer {text!r}: porthub supports LayerNorm here, not {name}")
+        raise ModelConfigError(f"norm_layer {text!r}: porthub supports LayerNorm here, not {name}")
     return NormSpec(name, eps)

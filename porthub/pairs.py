@@ -22,7 +22,8 @@ from .verify import frameworks_of_file
 if TYPE_CHECKING:
     from .report import LayerComparison, ModelReport
 
-__all__ = ["seeded_state", "seeded_input", "pair_input", "pair_state", "layer_report", "verify_pair", "roundtrip_identical"]
+__all__ = ["seeded_state", "seeded_input", "pair_input", "pair_state", "layer_report", "verify_pair",
+           "roundtrip_identical"]
 
 
 def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0, model: Any = None) -> "OrderedDict[str, np.ndarray]":
@@ -62,7 +63,8 @@ def seeded_input(variant: Variant, batch: int = 1, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 3, h, w)).astype(np.float32)
 
 
-def roundtrip_identical(state: "OrderedDict[str, np.ndarray]", spec: FamilySpec, kwargs: Any, torch_layout: str) -> bool:
+def roundtrip_identical(state: "OrderedDict[str, np.ndarray]", spec: FamilySpec, kwargs: Any,
+                        torch_layout: str) -> bool:
     """canonical -> Paddle layout -> canonical -> release layout -> canonical gives the same tensors bit for bit."""
     current = state
     for layout in (spec.default_layout(PADDLE), spec.layout(torch_layout)):
@@ -74,7 +76,8 @@ def roundtrip_identical(state: "OrderedDict[str, np.ndarray]", spec: FamilySpec,
             return False
     if list(current) != list(state):
         return False
-    return all(current[k].dtype == v.dtype and current[k].shape == v.shape and np.array_equal(current[k], v) for k, v in state.items())
+    return all(current[k].dtype == v.dtype and current[k].shape == v.shape and np.array_equal(current[k], v)
+               for k, v in state.items())
 
 
 def pair_input(name: str, image: str | None = None, batch: int = 1) -> tuple[np.ndarray, str]:
@@ -119,7 +122,8 @@ def layer_report(name: str, weights: str | None = None, image: str | None = None
     comparisons = {}
     for dtype in dtypes:
         found = (done or {}).get(dtype)
-        comparisons[dtype] = found if found is not None else compare_layers(spec, variant.model(), state, x, dtype, variant.name)
+        comparisons[dtype] = (found if found is not None
+                              else compare_layers(spec, variant.model(), state, x, dtype, variant.name))
     return ModelReport(variant.name, spec.family, weights or "seeded", described, comparisons, variant.num_classes)
 
 
@@ -171,7 +175,8 @@ def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, b
         notes.append("per layer: not compared (final output only)")
     elif first is None:
         notes.append(f"per layer: all {len(layers.layers)} module calls within tolerance"
-                     + ("" if worst is None else f" (worst local: {worst.key} {worst.max_abs:.2e}, limit {worst.limit:.1e})"))
+                     + ("" if worst is None
+                        else f" (worst local: {worst.key} {worst.max_abs:.2e}, limit {worst.limit:.1e})"))
     else:
         notes.append(f"per layer: FIRST DIVERGENCE at {first.key} ({first.type}): local max|diff| {first.max_abs:.3e} "
                      f"> limit {first.limit:.1e}" + (f"; {first.note}" if first.note else ""))

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import PorthubError
+from .errors import MissingFileError, PreprocessError
 
 __all__ = ["Preprocessing", "PreprocessError", "recipe_for", "load_image", "preprocess_image", "load_input", "to_framework"]
 
@@ -33,10 +33,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_FRACTION = 0.875
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-
-
-class PreprocessError(PorthubError, ValueError):
-    """An input image or array cannot be turned into a model input."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def load_image(path: str) -> Any:
         with Image.open(path) as img:
             return img.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"no such image: {path}") from None
+        raise MissingFileError(f"no such image: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise PreprocessError(f"{path} is not an image Pillow can read ({exc}); give a .jpg/.png or a .npy array") from None
 
@@ -150,7 +146,7 @@ def load_input(path: str, recipe: Preprocessing) -> np.ndarray:
     """A model input from a file: a ``.npy`` array ([3, H, W] or [N, 3, H, W], used as it is) or an
     image (preprocessed with ``recipe``)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such input file: {path}")
+        raise MissingFileError(f"no such input file: {path}")
     if path.lower().endswith(".npy"):
         try:
             arr = np.load(path, allow_pickle=False)

@@ -6,7 +6,7 @@ import fnmatch
 import importlib
 from functools import lru_cache
 
-from .errors import UnknownModelError
+from .errors import SpecError, UnknownModelError
 from .spec import FamilySpec, Variant
 
 __all__ = ["FAMILIES", "get_spec", "all_specs", "resolve", "list_models", "normalise"]
@@ -27,7 +27,7 @@ def get_spec(family: str) -> FamilySpec:
     module = importlib.import_module(f"converters.{family}")
     spec = getattr(module, "SPEC", None)
     if not isinstance(spec, FamilySpec):
-        raise TypeError(f"converters.{family} defines no SPEC of type FamilySpec")
+        raise SpecError(f"converters.{family} defines no SPEC of type FamilySpec")
     return spec
 
 

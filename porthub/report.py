@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .compare import limit, max_abs_diff
-from .errors import PorthubError
+from .errors import InputError, MissingFileError, ReportError
 from .io import atomic_write
 from .spec import PADDLE, TORCH, FamilySpec, Tolerance
 
@@ -60,10 +60,6 @@ ROOT = "(model)"
 DTYPES = ("float32", "float64")
 #: where exact zeros are drawn on the log-scale plot
 PLOT_FLOOR = 1e-18
-
-
-class ReportError(PorthubError, ValueError):
-    """The two models cannot be compared layer by layer (different call structure, bad report directory)."""
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -158,7 +154,9 @@ class LayerComparison:
             "layers_compared": len(self.layers),
             "first_divergence": None if first is None else first.key,
             "first_divergence_detail": None if first is None else asdict(first),
-            "worst_local": None if worst is None else {"layer": worst.key, "max_abs": worst.max_abs, "limit": worst.limit},
+            "worst_local": None
+            if worst is None
+            else {"layer": worst.key, "max_abs": worst.max_abs, "limit": worst.limit},
             "output_max_abs": self.output_max_abs,
             "output_limit": self.output_limit,
             "tolerance_reason": self.tolerance_reason,
@@ -205,16 +203,26 @@ def load_report(path: str) -> ModelReport:
             data = json.load(fh)
         comparisons = {
             dtype: LayerComparison(
-                dtype=dtype, layers=[LayerDiff(**row) for row in c["layers"]], output_max_abs=c["output_max_abs"],
-                output_limit=c["output_limit"], tolerance_reason=c["tolerance_reason"], only_torch=c["only_torch"],
-                only_paddle=c["only_paddle"], seconds=c["seconds"])
+                dtype=dtype,
+                layers=[LayerDiff(**row) for row in c["layers"]],
+                output_max_abs=c["output_max_abs"],
+                output_limit=c["output_limit"],
+                tolerance_reason=c["tolerance_reason"],
+                only_torch=c["only_torch"],
+                only_paddle=c["only_paddle"],
+                seconds=c["seconds"],
+            )
             for dtype, c in data["comparisons"].items()
         }
-        return ModelReport(data["model"], data["family"], data["weights"], data["input"], comparisons, notes=data.get("notes", []))
+        return ModelReport(
+            data["model"], data["family"], data["weights"], data["input"], comparisons, notes=data.get("notes", [])
+        )
     except FileNotFoundError:
-        raise FileNotFoundError(f"no such report: {path}") from None
+        raise MissingFileError(f"no such report: {path}") from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ReportError(f"{path} is not a porthub layer report ({exc}); write one with porthub verify MODEL --report DIR") from None
+        raise ReportError(
+            f"{path} is not a porthub layer report ({exc}); write one with porthub.report.write_report (the verify command's report)"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------ tolerances
@@ -223,7 +231,7 @@ def layer_tolerance(spec: FamilySpec, path: str) -> Tolerance:
     tolerances that fully matches it, else the family's Paddle tolerance."""
     prefix = f"{PADDLE}@"
     for key, tol in spec.tolerances.items():
-        if key.startswith(prefix) and re.fullmatch(key[len(prefix):], path):
+        if key.startswith(prefix) and re.fullmatch(key[len(prefix) :], path):
             return tol
     return spec.tolerance(PADDLE)
 
@@ -316,8 +324,9 @@ def capture_torch(model: Any, x: np.ndarray, dtype: str = "float32") -> TorchTra
     return TorchTrace(calls, out, seconds)
 
 
-def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
-                   tolerance: Callable[[str], Tolerance], reason: str = "") -> LayerComparison:
+def compare_paddle(
+    model: Any, trace: TorchTrace, x: np.ndarray, dtype: str, tolerance: Callable[[str], Tolerance], reason: str = ""
+) -> LayerComparison:
     """Compare a Paddle model with a PyTorch trace, layer by layer (local and propagated)."""
     from .runtime import named_modules, run_hooked
 
@@ -329,8 +338,14 @@ def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
         ref_max = _ref_max(call.output)
         tol = tolerance(call.path).for_dtype(dtype)
         rows[(call.path, call.index)] = LayerDiff(
-            index=i, name=call.path or ROOT, call=call.index, type=call.type, depth=call.depth,
-            shape=_first_shape(call.output), ref_max=ref_max, limit=limit(tol, ref_max),
+            index=i,
+            name=call.path or ROOT,
+            call=call.index,
+            type=call.type,
+            depth=call.depth,
+            shape=_first_shape(call.output),
+            ref_max=ref_max,
+            limit=limit(tol, ref_max),
         )
     extra: set[str] = set()
 
@@ -393,19 +408,30 @@ def compare_paddle(model: Any, trace: TorchTrace, x: np.ndarray, dtype: str,
         paddle_output=paddle_out,
         only_torch=sorted(p or ROOT for p in torch_paths - paddle_paths),
         only_paddle=sorted(extra),
-        seconds={"torch": round(trace.seconds, 3), "paddle_local": round(local_seconds, 3), "paddle": round(flow_seconds, 3)},
+        seconds={
+            "torch": round(trace.seconds, 3),
+            "paddle_local": round(local_seconds, 3),
+            "paddle": round(flow_seconds, 3),
+        },
     )
 
 
-def compare_layers(spec: FamilySpec, ref: Any, state: Mapping[str, np.ndarray], x: np.ndarray, dtype: str = "float32",
-                   name: str = "model", paddle_edit: Callable[[Any], None] | None = None) -> LayerComparison:
+def compare_layers(
+    spec: FamilySpec,
+    ref: Any,
+    state: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    dtype: str = "float32",
+    name: str = "model",
+    paddle_edit: Callable[[Any], None] | None = None,
+) -> LayerComparison:
     """Build the PyTorch model, trace it, free it, then build and compare the Paddle model (one model
     in memory at a time). ``paddle_edit`` may change the loaded Paddle model first (tests use it to
     plant an error)."""
     from .runtime import build_model, load_state
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     model = build_model(spec, ref, TORCH, dtype)
     load_state(model, state, spec, TORCH, name)
     trace = capture_torch(model, x, dtype)
@@ -415,7 +441,9 @@ def compare_layers(spec: FamilySpec, ref: Any, state: Mapping[str, np.ndarray], 
     if paddle_edit is not None:
         paddle_edit(model)
     try:
-        return compare_paddle(model, trace, x, dtype, lambda path: layer_tolerance(spec, path), spec.tolerance(PADDLE).reason)
+        return compare_paddle(
+            model, trace, x, dtype, lambda path: layer_tolerance(spec, path), spec.tolerance(PADDLE).reason
+        )
     finally:
         del model, trace
 
@@ -462,10 +490,15 @@ def _fmt(value: float | None) -> str:
 
 def render_markdown(report: ModelReport) -> str:
     """A Markdown page: the summary per dtype, then one row per module call."""
-    lines = [f"# {report.model}: PyTorch vs Paddle, layer by layer", "",
-             f"weights: {report.weights}; input: {report.input}", "",
-             "| dtype | layers | within tolerance | first divergence | worst local (layer, max abs) | output max abs (limit) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {report.model}: PyTorch vs Paddle, layer by layer",
+        "",
+        f"weights: {report.weights}; input: {report.input}",
+        "",
+        "| dtype | layers | within tolerance | first divergence | worst local (layer, max abs) "
+        "| output max abs (limit) |",
+        "|---|---|---|---|---|---|",
+    ]
     for dtype, comp in report.comparisons.items():
         worst, first = comp.worst(), comp.first_divergence
         lines.append(
@@ -476,11 +509,17 @@ def render_markdown(report: ModelReport) -> str:
         )
     reasons = {c.tolerance_reason for c in report.comparisons.values() if c.tolerance_reason}
     lines += ["", *[f"Tolerance: {r}" for r in sorted(reasons)], ""]
-    lines += ["Local: Paddle's layer run on PyTorch's inputs (the error this layer makes). "
-              "Propagated: Paddle run end to end (the error that reaches this layer). Relative: over max|PyTorch output|.", ""]
+    lines += [
+        "Local: Paddle's layer run on PyTorch's inputs (the error this layer makes). "
+        "Propagated: Paddle run end to end (the error that reaches this layer). Relative: over max|PyTorch output|.",
+        "",
+    ]
     dtypes = list(report.comparisons)
-    header = "| # | layer | type | output shape | " + " | ".join(
-        f"local abs ({d}) | local rel ({d}) | propagated abs ({d}) | limit ({d})" for d in dtypes) + " | ok |"
+    header = (
+        "| # | layer | type | output shape | "
+        + " | ".join(f"local abs ({d}) | local rel ({d}) | propagated abs ({d}) | limit ({d})" for d in dtypes)
+        + " | ok |"
+    )
     lines += [header, "|" + "---|" * (5 + 4 * len(dtypes))]
     base = report.comparisons[dtypes[0]].layers if dtypes else []
     others = {d: {(r.name, r.call): r for r in report.comparisons[d].layers} for d in dtypes}
@@ -522,14 +561,32 @@ def plot_report(report: ModelReport, path: str) -> None:
         colour = colours.get(dtype, "tab:green")
         ax.plot(idx, flow, color=colour, alpha=0.35, linewidth=1.0, label=f"{dtype} propagated (end to end)")
         ax.scatter(idx, local, s=9, color=colour, label=f"{dtype} local (own error)", zorder=3)
-        ax.axhline(layer_tolerance_value(comp), color=colour, linestyle="--", linewidth=1.2,
-                   label=f"{dtype} tolerance {layer_tolerance_value(comp):.0e}")
+        ax.axhline(
+            layer_tolerance_value(comp),
+            color=colour,
+            linestyle="--",
+            linewidth=1.2,
+            label=f"{dtype} tolerance {layer_tolerance_value(comp):.0e}",
+        )
         first = comp.first_divergence
         if first is not None:
-            ax.scatter([first.index], [min(1e3, max(PLOT_FLOOR, (first.max_abs or 0) / first.scale))], s=90,
-                       facecolors="none", edgecolors="red", linewidths=2, zorder=4)
-            ax.annotate(f"first divergence ({dtype}): {first.key}", (first.index, min(1e3, (first.max_abs or 0) / first.scale) or 1.0),
-                        textcoords="offset points", xytext=(8, 8), color="red", fontsize=9)
+            ax.scatter(
+                [first.index],
+                [min(1e3, max(PLOT_FLOOR, (first.max_abs or 0) / first.scale))],
+                s=90,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=2,
+                zorder=4,
+            )
+            ax.annotate(
+                f"first divergence ({dtype}): {first.key}",
+                (first.index, min(1e3, (first.max_abs or 0) / first.scale) or 1.0),
+                textcoords="offset points",
+                xytext=(8, 8),
+                color="red",
+                fontsize=9,
+            )
     ax.set_yscale("log")
     ax.set_ylim(PLOT_FLOOR / 2, 1e3)
     ticks, labels = _stage_ticks(base_layers)
@@ -538,8 +595,19 @@ def plot_report(report: ModelReport, path: str) -> None:
     ax.set_xlabel("module call, in PyTorch's forward order (labels: first call of each top-level module)")
     ax.set_ylabel("max |paddle - torch| / max(1, max|torch|)")
     verdict = "all layers within tolerance" if report.ok else "DIVERGES"
-    ax.set_title(f"{report.model}: PyTorch vs Paddle per layer ({verdict}); weights: {report.weights}; input: {report.input}", fontsize=10)
-    ax.text(0.995, 0.03, f"exact zeros drawn at {PLOT_FLOOR:.0e}", transform=ax.transAxes, fontsize=7, color="grey", ha="right")
+    ax.set_title(
+        f"{report.model}: PyTorch vs Paddle per layer ({verdict}); weights: {report.weights}; input: {report.input}",
+        fontsize=10,
+    )
+    ax.text(
+        0.995,
+        0.03,
+        f"exact zeros drawn at {PLOT_FLOOR:.0e}",
+        transform=ax.transAxes,
+        fontsize=7,
+        color="grey",
+        ha="right",
+    )
     ax.grid(True, which="major", axis="y", alpha=0.3)
     ax.legend(loc="upper left", fontsize=7, ncol=3)
     fig.tight_layout()
@@ -576,7 +644,7 @@ def write_report(report: ModelReport, directory: str) -> dict[str, str]:
     """Write ``<model>_report.json``, ``<model>_report.md`` and ``<model>_report.png`` into
     ``directory`` (each atomically); return their paths."""
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ReportError(f"--report {directory} is a file; give a directory to write the report into")
+        raise ReportError(f"report directory {directory} is a file; give a directory to write the report into")
     os.makedirs(directory, exist_ok=True)
     stem = os.path.join(directory, f"{report.model}_report")
     paths = {"json": f"{stem}.json", "markdown": f"{stem}.md", "png": f"{stem}.png"}
@@ -611,13 +679,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def topk_lines(torch_logits: np.ndarray, paddle_logits: np.ndarray, k: int, names: Sequence[str] | None = None) -> list[str]:
+def topk_lines(
+    torch_logits: np.ndarray, paddle_logits: np.ndarray, k: int, names: Sequence[str] | None = None
+) -> list[str]:
     """The top-k classes of both frameworks side by side, for the first image of the batch."""
     t, p = np.asarray(torch_logits), np.asarray(paddle_logits)
     if t.ndim != 2 or t.shape != p.shape:
-        raise ReportError(f"--topk needs class logits [N, classes] from both frameworks, not {list(t.shape)} and {list(p.shape)}")
+        raise ReportError(
+            f"top-k needs class logits [N, classes] from both frameworks, not {list(t.shape)} and {list(p.shape)}"
+        )
     if k < 1:
-        raise ReportError(f"--topk must be at least 1, not {k}")
+        raise ReportError(f"top-k needs k of at least 1, not {k}")
     k = min(k, t.shape[1])
     if names is None:
         names = imagenet_classes() if t.shape[1] == 1000 else [f"class {i}" for i in range(t.shape[1])]
@@ -629,6 +701,8 @@ def topk_lines(torch_logits: np.ndarray, paddle_logits: np.ndarray, k: int, name
         left, right = f"{names[i]} ({i})", f"{names[j]} ({j})"
         lines.append(f"{rank:>5}   {left:<{width}}  {pt[i]:.4f}   {right:<{width}}  {pp[j]:.4f}")
     same = list(order_t) == list(order_p)
-    lines.append(f"same top-{k} order in both frameworks: {'yes' if same else 'NO'}; "
-                 f"max |prob difference| {float(np.abs(pt - pp).max()):.2e}")
+    lines.append(
+        f"same top-{k} order in both frameworks: {'yes' if same else 'NO'}; "
+        f"max |prob difference| {float(np.abs(pt - pp).max()):.2e}"
+    )
     return lines

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from .errors import SpecError, UnknownLayoutError
+
 if TYPE_CHECKING:  # numpy costs ~0.3 s to import; `porthub list` must not pay for it
     import numpy as np
 
@@ -133,11 +135,11 @@ class Layout:
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
-            raise ValueError(f"layout {self.name!r}: framework must be one of {FRAMEWORKS}, not {self.framework!r}")
+            raise SpecError(f"layout {self.name!r}: framework must be one of {FRAMEWORKS}, not {self.framework!r}")
         if self.wrap is not None and self.wrap not in self.containers:
-            raise ValueError(f"layout {self.name!r} writes into {self.wrap!r} but does not read from it (add it to containers)")
+            raise SpecError(f"layout {self.name!r} writes into {self.wrap!r} but does not read from it (add it to containers)")
         if self.constants and self.constant_fn is None:
-            raise ValueError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn to rebuild them")
+            raise SpecError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn to rebuild them")
 
 
 @dataclass(frozen=True)
@@ -260,12 +262,12 @@ class FamilySpec:
     def __post_init__(self) -> None:
         names = [layout.name for layout in self.layouts]
         if len(set(names)) != len(names):
-            raise ValueError(f"family {self.family!r}: duplicate layout names {names}")
+            raise SpecError(f"family {self.family!r}: duplicate layout names {names}")
         if not any(layout.framework == TORCH for layout in self.layouts):
-            raise ValueError(f"family {self.family!r}: no PyTorch layout")
+            raise SpecError(f"family {self.family!r}: no PyTorch layout")
         for variant in self.variants:
             if variant.release_layout not in names:
-                raise ValueError(
+                raise SpecError(
                     f"variant {variant.name!r}: release_layout {variant.release_layout!r} is not one of {names}"
                 )
 
@@ -280,7 +282,7 @@ class FamilySpec:
             if layout.name == name:
                 return layout
         known = ", ".join(layout.name for layout in self.layouts)
-        raise KeyError(f"family {self.family!r} has no layout {name!r} (known: {known})")
+        raise UnknownLayoutError(f"family {self.family!r} has no layout {name!r} (known: {known})")
 
     def layouts_for(self, framework: str) -> tuple[Layout, ...]:
         return tuple(layout for layout in self.layouts if layout.framework == framework)

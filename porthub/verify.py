@@ -11,7 +11,7 @@ import numpy as np
 
 from .compare import Comparison, compare_arrays, compare_outputs
 from .engine import Manifest, detect_layout
-from .errors import CheckpointFormatError
+from .errors import CheckpointFormatError, ReferenceCaseError
 from .io import frameworks_of_file, load_checkpoint, read_json_object  # re-exported: they live in porthub.io
 from .registry import get_spec
 from .spec import FRAMEWORKS, FamilySpec, FeatureSet, ModelRef
@@ -23,7 +23,7 @@ def load_case(path: str) -> tuple[dict[str, Any], str]:
     """The case JSON and the path prefix of its files (``<dir>/<case>``)."""
     case = read_json_object(path, "reference case")
     if "family" not in case:
-        raise ValueError(f"{path} is not a porthub reference case (no 'family' field)")
+        raise ReferenceCaseError(f"{path} is not a porthub reference case (no 'family' field)")
     return case, path[:-5] if path.endswith(".json") else path
 
 

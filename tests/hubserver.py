@@ -4,7 +4,8 @@ download files, served on 127.0.0.1 with the standard library (plus PyYAML, a hu
 dependency, to read model-card metadata as the Hub does).
 
 It stands in for the Hub's HTTP API, not for porthub: tests drive it only through huggingface_hub.
-No upload-capable Hub server can be installed (see /work/shared/notes/hub-protocol.md).
+No upload-capable Hub server is available as a package: olah mirrors downloads only, and the Hub's own
+server is not published.
 
     python tests/hubserver.py --root DIR [--port 0] [--token TOKEN] [--cut-once SUFFIX]
 

@@ -26,21 +26,55 @@ PACKAGES = ("porthub", "converters", "torch_models", "paddle_models")
 
 #: (layer, the modules in it as fnmatch patterns, the layers it may import besides its own)
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("L0 pure", ("porthub.errors", "porthub.spec", "porthub.normspec", "porthub.compare", "porthub.catalogue",
-                 "porthub.version", "porthub.geometry", "porthub.geometry.*"), ()),
+    (
+        "L0 pure",
+        (
+            "porthub.errors",
+            "porthub.spec",
+            "porthub.normspec",
+            "porthub.compare",
+            "porthub.catalogue",
+            "porthub.version",
+            "porthub.geometry",
+            "porthub.geometry.*",
+        ),
+        (),
+    ),
     ("models", ("torch_models", "torch_models.*", "paddle_models", "paddle_models.*"), ("L0 pure",)),
     ("L1 io", ("porthub.io", "porthub.io.*"), ("L0 pure",)),
     ("L2 core", ("porthub.engine", "porthub.registry", "porthub.inputs"), ("L0 pure", "L1 io")),
     ("L2 specs", ("converters", "converters.*"), ("L0 pure", "L1 io", "L2 core")),
-    ("L3 runtime", ("porthub.runtime", "porthub.runtime.*", "porthub.manifest"),
-     ("L0 pure", "L1 io", "L2 core", "L2 specs", "models")),
-    ("L4 services", ("porthub.convert", "porthub.verify", "porthub.pairs", "porthub.report", "porthub.preprocess",
-                     "porthub.gradients", "porthub.evaluate", "porthub.predict", "porthub.zoo",
-                     "porthub.export", "porthub.export.*", "porthub.sources", "porthub.sources.*",
-                     "porthub.hub", "porthub.hub.*"),
-     ("L0 pure", "L1 io", "L2 core", "L2 specs", "L3 runtime")),
-    ("L5 front", ("porthub", "porthub.__main__", "porthub.cli", "porthub.hub_cli"),
-     ("L0 pure", "L1 io", "L2 core", "L2 specs", "L3 runtime", "L4 services")),
+    (
+        "L3 runtime",
+        ("porthub.runtime", "porthub.runtime.*", "porthub.manifest"),
+        ("L0 pure", "L1 io", "L2 core", "L2 specs", "models"),
+    ),
+    (
+        "L4 services",
+        (
+            "porthub.convert",
+            "porthub.verify",
+            "porthub.pairs",
+            "porthub.report",
+            "porthub.preprocess",
+            "porthub.gradients",
+            "porthub.evaluate",
+            "porthub.predict",
+            "porthub.zoo",
+            "porthub.export",
+            "porthub.export.*",
+            "porthub.sources",
+            "porthub.sources.*",
+            "porthub.hub",
+            "porthub.hub.*",
+        ),
+        ("L0 pure", "L1 io", "L2 core", "L2 specs", "L3 runtime"),
+    ),
+    (
+        "L5 front",
+        ("porthub", "porthub.__main__", "porthub.cli", "porthub.hub_cli"),
+        ("L0 pure", "L1 io", "L2 core", "L2 specs", "L3 runtime", "L4 services"),
+    ),
 )
 #: the only modules that may import torch or paddle themselves
 FRAMEWORK_IMPORTERS = ("porthub.runtime.torch", "porthub.runtime.paddle", "torch_models.*", "paddle_models.*")
@@ -67,7 +101,8 @@ MODULES = _modules()
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -190,38 +225,56 @@ def _cycles() -> list[list[str]]:
 
 def test_no_import_circle() -> None:
     cycles = _cycles()
-    assert not cycles, "import circles (module level or inside functions): " + "; ".join(" <-> ".join(c) for c in cycles)
+    assert not cycles, "import circles (module level or inside functions): " + "; ".join(
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_only_the_runtime_and_the_models_import_torch_or_paddle() -> None:
-    bad = sorted(f"{module} imports {target}" for module, targets in GRAPH.items() for target in targets
-                 if target.split(".")[0] in FRAMEWORKS
-                 and not any(fnmatch.fnmatchcase(module, p) for p in FRAMEWORK_IMPORTERS))
+    bad = sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if target.split(".")[0] in FRAMEWORKS and not any(fnmatch.fnmatchcase(module, p) for p in FRAMEWORK_IMPORTERS)
+    )
     assert not bad, "torch/paddle outside porthub.runtime and the model packages: " + ", ".join(bad)
 
 
 def test_models_never_import_the_specs() -> None:
-    bad = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() if m.split(".")[0] in ("torch_models", "paddle_models")
-                 for t in targets if t.split(".")[0] == "converters")
+    bad = sorted(
+        f"{m} imports {t}"
+        for m, targets in GRAPH.items()
+        if m.split(".")[0] in ("torch_models", "paddle_models")
+        for t in targets
+        if t.split(".")[0] == "converters"
+    )
     assert not bad, bad
 
 
 def test_the_doc_names_every_layer_and_its_modules() -> None:
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    missing = [f"{layer}: {pattern}" for layer, patterns, _ in LAYERS for pattern in (layer, *patterns)
-               if f"`{pattern}`" not in doc and pattern not in doc]
+    missing = [
+        f"{layer}: {pattern}"
+        for layer, patterns, _ in LAYERS
+        for pattern in (layer, *patterns)
+        if f"`{pattern}`" not in doc and pattern not in doc
+    ]
     assert not missing, f"docs/ARCHITECTURE.md does not name: {missing}"
 
 
-@pytest.mark.parametrize("source, imports, expect", [
-    ("from .b import f\n", "pkg.a", {"pkg.b"}),
-    ("def g():\n    from ..c import b\n", "pkg.sub.a", {"pkg.c"}),
-    ("class K:\n    def g(self):\n        import porthub.hub.repo\n", "pkg.a", {"porthub.hub.repo"}),
-    ("from . import compare\n", "porthub.a", {"porthub.compare"}),
-    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import T\n", "pkg.a", {"typing"}),
-])
-def test_the_walker_sees_function_level_and_relative_imports(tmp_path: Path, source: str, imports: str,
-                                                             expect: set[str]) -> None:
+@pytest.mark.parametrize(
+    "source, imports, expect",
+    [
+        ("from .b import f\n", "pkg.a", {"pkg.b"}),
+        ("def g():\n    from ..c import b\n", "pkg.sub.a", {"pkg.c"}),
+        ("class K:\n    def g(self):\n        import porthub.hub.repo\n", "pkg.a", {"porthub.hub.repo"}),
+        ("from . import compare\n", "porthub.a", {"porthub.compare"}),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import T\n", "pkg.a", {"typing"}),
+    ],
+)
+def test_the_walker_sees_function_level_and_relative_imports(
+    tmp_path: Path, source: str, imports: str, expect: set[str]
+) -> None:
     """The parser itself, on tiny sources: relative imports resolve, a function-level import counts, a
     submodule imported by ``from package import module`` is that module, a TYPE_CHECKING block is left out."""
     path = tmp_path / "a.py"

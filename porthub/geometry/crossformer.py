@@ -66,7 +66,9 @@ def dpb_tables(gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
     offsets_h = np.arange(1 - gh, gh, dtype=np.int64)
     offsets_w = np.arange(1 - gw, gw, dtype=np.int64)
     biases = np.stack(np.meshgrid(offsets_h, offsets_w, indexing="ij")).reshape(2, -1).T.astype(np.float32)
-    coords = np.stack(np.meshgrid(np.arange(gh, dtype=np.int64), np.arange(gw, dtype=np.int64), indexing="ij")).reshape(2, -1)
+    coords = np.stack(np.meshgrid(np.arange(gh, dtype=np.int64), np.arange(gw, dtype=np.int64), indexing="ij")).reshape(
+        2, -1
+    )
     relative = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0)
     index = (relative[:, :, 0] + gh - 1) * (2 * gw - 1) + (relative[:, :, 1] + gw - 1)
     return np.ascontiguousarray(biases), np.ascontiguousarray(index.astype(np.int64))
@@ -92,9 +94,9 @@ def group_mask(height: int, width: int, pads: Sequence[int], group: int, interva
     hp, wp = height + pad_t + pad_b, width + pad_l + pad_r
     padded = np.zeros((hp, wp), dtype=bool)
     padded[:pad_t, :] = True
-    padded[hp - pad_b:, :] = True
+    padded[hp - pad_b :, :] = True
     padded[:, :pad_l] = True
-    padded[:, wp - pad_r:] = True
+    padded[:, wp - pad_r :] = True
     g = group
     if lsda_flag == 0:
         grouped = padded.reshape(hp // g, g, wp // g, g).transpose(0, 2, 1, 3)

@@ -19,13 +19,31 @@ from ..spec import FamilySpec, Variant
 __all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml"]
 
 #: SPDX-style identifiers the Hub accepts as ``license`` (the ones the official repositories use)
-_HUB_LICENCES = ("apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "bsd", "gpl-3.0", "cc-by-4.0", "cc-by-nc-4.0",
-                 "cc-by-nc-sa-4.0", "cc-by-sa-4.0", "openrail")
+_HUB_LICENCES = (
+    "apache-2.0",
+    "mit",
+    "bsd-3-clause",
+    "bsd-2-clause",
+    "bsd",
+    "gpl-3.0",
+    "cc-by-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc-by-sa-4.0",
+    "openrail",
+)
 #: Hub dataset ids of the datasets the variants were trained or evaluated on
-_DATASETS = {"imagenet-1k": "imagenet-1k", "imagenet1k": "imagenet-1k", "ade20k": "scene_parse_150",
-             "cityscapes": "cityscapes"}
-_TASKS = {"classification": "image-classification", "segmentation": "image-segmentation",
-          "semantic_segmentation": "image-segmentation"}
+_DATASETS = {
+    "imagenet-1k": "imagenet-1k",
+    "imagenet1k": "imagenet-1k",
+    "ade20k": "scene_parse_150",
+    "cityscapes": "cityscapes",
+}
+_TASKS = {
+    "classification": "image-classification",
+    "segmentation": "image-segmentation",
+    "semantic_segmentation": "image-segmentation",
+}
 
 
 def hub_licence(text: str, official_repo: str) -> dict[str, str]:
@@ -64,7 +82,9 @@ def _metric(variant: Variant) -> tuple[str, str, float] | None:
 def card_metadata(spec: FamilySpec, variant: Variant, official: bool = True) -> dict[str, Any]:
     """The YAML metadata as a plain dict (keys in the order they are written). The authors' result is
     indexed (``model-index``) only for ``official`` weights: it is not a user checkpoint's own."""
-    task = _TASKS.get(variant.task, "image-classification" if variant.task.startswith("class") else "image-segmentation")
+    task = _TASKS.get(
+        variant.task, "image-classification" if variant.task.startswith("class") else "image-segmentation"
+    )
     dataset = str(variant.meta.get("dataset", ""))
     arxiv = _arxiv(spec.paper or str(variant.meta.get("paper", "")))
     tags = ["pytorch", "paddlepaddle", "safetensors", "porthub", "vision", task, spec.family]
@@ -135,36 +155,54 @@ def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], r
     pre = config["preprocessing"]
     eq = config["equivalence"]
     metric = _metric(variant)
-    eq_rows = [[r["framework"], r["file"], r["dtype"], f"{r['max_abs_diff']:.3e}", f"{r['tolerance']:.1e}"] for r in eq["results"]]
+    eq_rows = [
+        [r["framework"], r["file"], r["dtype"], f"{r['max_abs_diff']:.3e}", f"{r['tolerance']:.1e}"]
+        for r in eq["results"]
+    ]
     files = config["files"]
-    file_rows = [[f"`{name}`", info.get("framework", "-"), info.get("layout", "-"), info["size"], f"`{info['sha256'][:16]}...`"]
-                 for name, info in files.items()]
-    reported = (f"{metric[1]} {metric[2]} on {variant.meta.get('dataset', '?')}, as reported by the authors "
-                f"({variant.meta.get('accuracy_source', 'official README')})") if metric else ""
+    file_rows = [
+        [f"`{name}`", info.get("framework", "-"), info.get("layout", "-"), info["size"], f"`{info['sha256'][:16]}...`"]
+        for name, info in files.items()
+    ]
+    reported = (
+        (
+            f"{metric[1]} {metric[2]} on {variant.meta.get('dataset', '?')}, as reported by the authors "
+            f"({variant.meta.get('accuracy_source', 'official README')})"
+        )
+        if metric
+        else ""
+    )
     if official:
         accuracy = f"{reported}; porthub did not re-evaluate it." if metric else ""
         what = f"The official {spec.title} weights ({variant.meta.get('readme_name', variant.name)})"
     else:
-        accuracy = (f"Not the official weights: the authors' figure ({reported}) belongs to their release, not to "
-                    "this checkpoint.") if metric else ""
+        accuracy = (
+            (
+                f"Not the official weights: the authors' figure ({reported}) belongs to their release, not to "
+                "this checkpoint."
+            )
+            if metric
+            else ""
+        )
         readme_name = variant.meta.get("readme_name", variant.name)
         what = f"A user-supplied checkpoint `{source['name']}` of {spec.title} {readme_name}"
-    prov_line = {OFFICIAL: "official weights: the source file's sha256 is the one porthub's sources catalogue records",
-                 OFFICIAL_SOURCE: "official weights from the catalogued source, unpinned: the authors publish no "
-                                  "sha256, so the file's own is recorded here",
-                 USER: "the user's own checkpoint (not the official release as far as porthub can tell)"}.get(
-                     str(prov.get("kind")), "unknown")
+    prov_line = {
+        OFFICIAL: "official weights: the source file's sha256 is the one porthub's sources catalogue records",
+        OFFICIAL_SOURCE: "official weights from the catalogued source, unpinned: the authors publish no "
+        "sha256, so the file's own is recorded here",
+        USER: "the user's own checkpoint (not the official release as far as porthub can tell)",
+    }.get(str(prov.get("kind")), "unknown")
     where = f" Downloaded from {prov['location']}." if prov.get("location") else ""
     size = "x".join(str(n) for n in pre.get("input_size", variant.input_size))
     body = f"""
 # {variant.name}: {spec.title} for PyTorch and PaddlePaddle
 
-{what}, converted by porthub {config['porthub_version']} into both frameworks, with the
+{what}, converted by porthub {config["porthub_version"]} into both frameworks, with the
 differences measured below.
 
-* Paper: {spec.paper or variant.meta.get('paper', 'see the official repository')}
+* Paper: {spec.paper or variant.meta.get("paper", "see the official repository")}
 * Official code: {spec.official_repo}
-* Licence: {spec.licence or variant.meta.get('licence', 'see the official repository')}
+* Licence: {spec.licence or variant.meta.get("licence", "see the official repository")}
 * {accuracy}
 
 ## Usage
@@ -185,17 +223,17 @@ import porthub
 model = porthub.create_model("{variant.name}", framework="paddle", pretrained=True)
 # or load the state dict yourself (AI Studio, PaddleClas):
 import paddle
-state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {config['architecture']}
+state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {config["architecture"]}
 ```
 
 `config.json` alone rebuilds the model (`architecture`, `constructor_kwargs`) in either framework.
-Evaluation preprocessing: resize {pre.get('resize', '-')}, centre crop {size} (crop fraction
-{pre.get('crop_fraction', '-')}), {pre.get('interpolation', '-')} interpolation, mean {list(pre.get('mean', []))},
-std {list(pre.get('std', []))}.
+Evaluation preprocessing: resize {pre.get("resize", "-")}, centre crop {size} (crop fraction
+{pre.get("crop_fraction", "-")}), {pre.get("interpolation", "-")} interpolation, mean {list(pre.get("mean", []))},
+std {list(pre.get("std", []))}.
 
 ## Files
 
-{_table(file_rows, ['file', 'framework', 'layout', 'bytes', 'sha256'])}
+{_table(file_rows, ["file", "framework", "layout", "bytes", "sha256"])}
 
 `model.safetensors` loads into the PyTorch model with `load_state_dict(strict=True)`; `model.paddle.safetensors`
 and `model.pdparams` hold the same tensors in Paddle's layout (Linear weights transposed, BatchNorm
@@ -203,15 +241,15 @@ and `model.pdparams` hold the same tensors in Paddle's layout (Linear weights tr
 
 ## Provenance
 
-{prov_line}.{where} Source file `{source['name']}`, sha256 `{source['sha256']}`.
+{prov_line}.{where} Source file `{source["name"]}`, sha256 `{source["sha256"]}`.
 
 ## Equivalence
 
-Source checkpoint `{source['name']}` (sha256 `{source['sha256']}`, read as layout `{source['layout']}`).
+Source checkpoint `{source["name"]}` (sha256 `{source["sha256"]}`, read as layout `{source["layout"]}`).
 porthub ran the source checkpoint in PyTorch on `test/input.npy` and compared the published files, loaded
 back from this repository, in each framework and dtype (max |difference| of the output):
 
-{_table(eq_rows, ['framework', 'file', 'dtype', 'max abs diff', 'limit'])}
+{_table(eq_rows, ["framework", "file", "dtype", "max abs diff", "limit"])}
 
 ## Check an install
 

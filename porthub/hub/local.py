@@ -38,12 +38,15 @@ def fetch_folder(folder: str, frameworks: Sequence[str], where: str) -> Fetched:
     for name in names:
         path = safe_join(folder, name)
         if not os.path.isfile(path):
-            raise HubError(f"{where} lists {name} but the file is missing; publish the repository again with `porthub push`")
+            raise HubError(
+                f"{where} lists {name} but the file is missing; publish the repository again with `porthub push`"
+            )
         try:
             check_sha(path, name, config, where)
         except IntegrityError as exc:
-            raise IntegrityError(f"{exc}; the local hub copy is damaged: publish it again with `porthub push` "
-                                 f"or delete {folder}") from None
+            raise IntegrityError(
+                f"{exc}; the local hub copy is damaged: publish it again with `porthub push` or delete {folder}"
+            ) from None
         paths[name] = path
     paths[CONFIG_NAME] = os.path.join(folder, CONFIG_NAME)
     return Fetched(config, paths, folder, "local", files=names)
@@ -55,4 +58,6 @@ def model_from_config(config: Mapping[str, Any], framework: str = TORCH, dtype: 
     from ..runtime import build_model
 
     spec = get_spec(str(config["family"]))
-    return build_model(spec, ModelRef(str(config["architecture"]), dict(config["constructor_kwargs"])), framework, dtype)
+    return build_model(
+        spec, ModelRef(str(config["architecture"]), dict(config["constructor_kwargs"])), framework, dtype
+    )

@@ -21,15 +21,23 @@ import numpy as np
 from ..catalogue import provenance as source_provenance
 from ..compare import compare_outputs, flatten_outputs
 from ..engine import detect_layout, from_canonical
-from ..errors import HubError
+from ..errors import HubError, MissingFileError
 from ..io import atomic_write, load_checkpoint, save_checkpoint
 from ..io.pdparams import read_pdparams
 from ..spec import PADDLE, TORCH, FamilySpec, Variant
 from ..version import __version__
 from .card import render_card
 from .local import hub_home, local_repo_dir
-from .repo import (CONFIG_NAME, FORMAT_VERSION, STATE_LAYOUTS, check_repo_id, check_revision, default_repo_id,
-                   read_weights, sha256_file)
+from .repo import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    STATE_LAYOUTS,
+    check_repo_id,
+    check_revision,
+    default_repo_id,
+    read_weights,
+    sha256_file,
+)
 
 __all__ = ["WEIGHT_FILES", "build_repo", "publish_local", "push", "resolve_hub"]
 
@@ -53,12 +61,21 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    raise HubError(f"constructor argument {value!r} ({type(value).__name__}) cannot be written to config.json; "
-                   "the family's spec must use JSON values (text for norm layers)")
+    raise HubError(
+        f"constructor argument {value!r} ({type(value).__name__}) cannot be written to config.json; "
+        "the family's spec must use JSON values (text for norm layers)"
+    )
 
 
-def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray], folder: str,
-            config: Mapping[str, Any], dtypes: Sequence[str], say: Progress) -> dict[str, Any]:
+def _verify(
+    spec: FamilySpec,
+    variant: Variant,
+    source: Mapping[str, np.ndarray],
+    folder: str,
+    config: Mapping[str, Any],
+    dtypes: Sequence[str],
+    say: Progress,
+) -> dict[str, Any]:
     """Run the source state in PyTorch, then the published files in each framework, on the seeded input."""
     from ..pairs import seeded_input
     from ..runtime import build_model, load_state, run_model
@@ -70,7 +87,9 @@ def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray]
     published = {fw: read_weights(os.path.join(folder, name), config, fw) for fw, name in _LOADED_FROM.items()}
     pdparams = read_pdparams(os.path.join(folder, "model.pdparams"))
     paddle_file = load_checkpoint(os.path.join(folder, "model.paddle.safetensors"))
-    same_pdparams = list(pdparams) == list(paddle_file) and all(np.array_equal(pdparams[k], paddle_file[k]) for k in paddle_file)
+    same_pdparams = list(pdparams) == list(paddle_file) and all(
+        np.array_equal(pdparams[k], paddle_file[k]) for k in paddle_file
+    )
     results = []
     for dtype in dtypes:
         say(f"verifying {dtype}: source checkpoint in torch")
@@ -88,13 +107,26 @@ def _verify(spec: FamilySpec, variant: Variant, source: Mapping[str, np.ndarray]
             got = run_model(model, x, fw, dtype)[0]
             for c in compare_outputs(expected, got, spec.tolerance(fw).for_dtype(dtype), fw, dtype):
                 name = {} if c.output == "output" else {"output": c.output}
-                results.append({"framework": fw, "file": _LOADED_FROM[fw], "dtype": dtype, **name,
-                                "max_abs_diff": c.max_abs_diff, "tolerance": c.tolerance, "ok": c.ok})
+                results.append(
+                    {
+                        "framework": fw,
+                        "file": _LOADED_FROM[fw],
+                        "dtype": dtype,
+                        **name,
+                        "max_abs_diff": c.max_abs_diff,
+                        "tolerance": c.tolerance,
+                        "ok": c.ok,
+                    }
+                )
         del model
-    return {"input": "test/input.npy", "outputs": {d: f"test/output.{d}.npy" for d in dtypes},
-            "reference": "the source checkpoint run in PyTorch", "results": results,
-            "pdparams_identical_to_paddle_safetensors": bool(same_pdparams),
-            "ok": bool(same_pdparams) and all(r["ok"] for r in results)}
+    return {
+        "input": "test/input.npy",
+        "outputs": {d: f"test/output.{d}.npy" for d in dtypes},
+        "reference": "the source checkpoint run in PyTorch",
+        "results": results,
+        "pdparams_identical_to_paddle_safetensors": bool(same_pdparams),
+        "ok": bool(same_pdparams) and all(r["ok"] for r in results),
+    }
 
 
 def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
@@ -105,9 +137,15 @@ def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
             info["size"] = os.path.getsize(path)
 
 
-def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None,
-               dtypes: Sequence[str] = ("float32", "float64"), progress: Progress | None = None,
-               provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_repo(
+    model: str,
+    weights: str,
+    folder: str,
+    repo_id: str | None = None,
+    dtypes: Sequence[str] = ("float32", "float64"),
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write the repository of ``model`` converted from ``weights`` (any released layout, either
     framework) into ``folder``; return its config. Raises HubError when verification fails.
 
@@ -131,9 +169,17 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
     for name, (fw, fmt) in WEIGHT_FILES.items():
         say(f"writing {name}")
         obj = state if fw == TORCH else from_canonical(state, STATE_LAYOUTS[fw], spec)
-        meta = {"format": "pt" if fw == TORCH else "paddle", "porthub.framework": fw,
-                "porthub.layout": STATE_LAYOUTS[fw].name, "porthub.model": variant.name,
-                "porthub.version": __version__} if fmt == "safetensors" else None
+        meta = (
+            {
+                "format": "pt" if fw == TORCH else "paddle",
+                "porthub.framework": fw,
+                "porthub.layout": STATE_LAYOUTS[fw].name,
+                "porthub.model": variant.name,
+                "porthub.version": __version__,
+            }
+            if fmt == "safetensors"
+            else None
+        )
         save_checkpoint(obj, os.path.join(folder, name), fmt, meta)
         files[name] = {"framework": fw, "layout": STATE_LAYOUTS[fw].name, "format": fmt}
     config: dict[str, Any] = {
@@ -147,25 +193,42 @@ def build_repo(model: str, weights: str, folder: str, repo_id: str | None = None
         "num_classes": variant.num_classes,
         "task": variant.task,
         "preprocessing": _jsonable({"input_size": list(variant.input_size), **dict(spec.preprocessing)}),
-        "source_checkpoint": {"name": os.path.basename(weights), "sha256": source_sha, "layout": layout.name,
-                              "framework": layout.framework,
-                              "official_file": str(variant.meta.get("checkpoint_file", ""))},
+        "source_checkpoint": {
+            "name": os.path.basename(weights),
+            "sha256": source_sha,
+            "layout": layout.name,
+            "framework": layout.framework,
+            "official_file": str(variant.meta.get("checkpoint_file", "")),
+        },
         "licence": spec.licence or str(variant.meta.get("licence", "")),
         "paper": spec.paper,
         "official_repo": spec.official_repo,
         "meta": _jsonable(dict(variant.meta)),
         "provenance": _jsonable(dict(provenance)),
-        "frameworks": {TORCH: {"file": "model.safetensors", "layout": STATE_LAYOUTS[TORCH].name},
-                       PADDLE: {"file": "model.paddle.safetensors", "layout": STATE_LAYOUTS[PADDLE].name,
-                                "pdparams": "model.pdparams"}},
+        "frameworks": {
+            TORCH: {"file": "model.safetensors", "layout": STATE_LAYOUTS[TORCH].name},
+            PADDLE: {
+                "file": "model.paddle.safetensors",
+                "layout": STATE_LAYOUTS[PADDLE].name,
+                "pdparams": "model.pdparams",
+            },
+        },
         "files": files,
     }
     config["equivalence"] = _verify(spec, variant, state, folder, config, dtypes, say)
     if not config["equivalence"]["ok"]:
-        bad = "; ".join(f"{r['framework']} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} > {r['tolerance']:.1e}"
-                        for r in config["equivalence"]["results"] if not r["ok"]) or "model.pdparams differs from model.paddle.safetensors"
-        raise HubError(f"{variant.name}: the converted weights do not reproduce the source checkpoint ({bad}); "
-                       "nothing was published: run `porthub verify` on the checkpoint and report the family")
+        bad = (
+            "; ".join(
+                f"{r['framework']} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} > {r['tolerance']:.1e}"
+                for r in config["equivalence"]["results"]
+                if not r["ok"]
+            )
+            or "model.pdparams differs from model.paddle.safetensors"
+        )
+        raise HubError(
+            f"{variant.name}: the converted weights do not reproduce the source checkpoint ({bad}); "
+            "nothing was published: run `porthub verify` on the checkpoint and report the family"
+        )
     for name in ("test/input.npy", *config["equivalence"]["outputs"].values()):
         files[name] = {"role": "reference input" if name.endswith("input.npy") else "source checkpoint output"}
     _record(folder, files)
@@ -216,14 +279,22 @@ def publish_local(folder: str, repo_id: str, revision: str | None, root: str) ->
     return target
 
 
-def push(model: str, weights: str, repo_id: str | None = None, hub: str | None = None, revision: str | None = None,
-         private: bool = False, dtypes: Sequence[str] = ("float32", "float64"),
-         progress: Progress | None = None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def push(
+    model: str,
+    weights: str,
+    repo_id: str | None = None,
+    hub: str | None = None,
+    revision: str | None = None,
+    private: bool = False,
+    dtypes: Sequence[str] = ("float32", "float64"),
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint."""
     from ..registry import resolve
 
     if not os.path.isfile(weights):
-        raise FileNotFoundError(f"no such checkpoint: {weights} (pass the official file with --weights)")
+        raise MissingFileError(f"no such checkpoint: {weights}; pass the official file")
     variant = resolve(model)[1]
     repo_id = check_repo_id(repo_id or default_repo_id(variant.name))
     revision = check_revision(revision)
@@ -253,7 +324,12 @@ def push(model: str, weights: str, repo_id: str | None = None, hub: str | None =
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(folder)
-    result.update({"model": variant.name, "files": {k: v["sha256"] for k, v in config["files"].items()},
-                   "equivalence": config["equivalence"]["results"], "provenance": config["provenance"]})
+    result.update(
+        {
+            "model": variant.name,
+            "files": {k: v["sha256"] for k, v in config["files"].items()},
+            "equivalence": config["equivalence"]["results"],
+            "provenance": config["provenance"],
+        }
+    )
     return result
-

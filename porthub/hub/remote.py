@@ -11,7 +11,6 @@ import os
 import re
 import socket
 from typing import Any, Sequence
-
 from urllib.parse import urlsplit
 
 from packaging.version import Version
@@ -32,10 +31,14 @@ def hf() -> Any:
         import huggingface_hub.constants
         import huggingface_hub.errors
     except ImportError as exc:
-        raise HubError("the Hugging Face Hub needs huggingface_hub: pip install 'porthub[hub]' "
-                       "(or use the local hub: PORTHUB_HOME)") from exc
+        raise HubError(
+            "the Hugging Face Hub needs huggingface_hub: pip install 'porthub[hub]' "
+            "(or use the local hub: PORTHUB_HOME)"
+        ) from exc
     if Version(huggingface_hub.__version__) < _MIN_HF:
-        raise HubError(f"huggingface_hub {huggingface_hub.__version__} is too old; pip install -U 'huggingface_hub>={_MIN_HF}'")
+        raise HubError(
+            f"huggingface_hub {huggingface_hub.__version__} is too old; pip install -U 'huggingface_hub>={_MIN_HF}'"
+        )
     return huggingface_hub
 
 
@@ -53,7 +56,9 @@ def _reachable(endpoint: str, timeout: float = 5.0) -> bool:
     """Whether a TCP connection to the endpoint opens. huggingface_hub retries a dead endpoint with
     backoff for half a minute before it falls back to its cache; one quick probe lets porthub go to
     the cache at once. Behind a proxy the probe would say nothing, so it is skipped there."""
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+    if any(
+        os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    ):
         return True
     url = urlsplit(endpoint)
     if not url.hostname:
@@ -66,26 +71,37 @@ def _reachable(endpoint: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def _download(repo_id: str, filename: str, revision: str | None, endpoint: str | None, where: str,
-              cache_only: bool) -> str:
+def _download(
+    repo_id: str, filename: str, revision: str | None, endpoint: str | None, where: str, cache_only: bool
+) -> str:
     h = hf()
     errors = h.errors
     try:
         return h.hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, local_files_only=cache_only)
     except errors.LocalEntryNotFoundError:
         state = "HF_HUB_OFFLINE is set" if _offline() else f"{endpoint_of(endpoint)} could not be reached"
-        raise HubError(f"{repo_id} ({filename}) is in neither the local hub ({where}) nor the Hugging Face cache "
-                       f"({h.constants.HF_HUB_CACHE}), and {state}; {HOW_TO_PROVIDE}") from None
+        raise HubError(
+            f"{repo_id} ({filename}) is in neither the local hub ({where}) nor the Hugging Face cache "
+            f"({h.constants.HF_HUB_CACHE}), and {state}; {HOW_TO_PROVIDE}"
+        ) from None
     except errors.RepositoryNotFoundError:
-        raise HubError(f"no repository {repo_id} in the local hub ({where}) or on {endpoint_of(endpoint)}; {HOW_TO_PROVIDE}") from None
+        raise HubError(
+            f"no repository {repo_id} in the local hub ({where}) or on {endpoint_of(endpoint)}; {HOW_TO_PROVIDE}"
+        ) from None
     except errors.RevisionNotFoundError:
-        raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no revision {revision!r}; pass an existing branch, tag or commit") from None
+        raise HubError(
+            f"{repo_id} on {endpoint_of(endpoint)} has no revision {revision!r}; pass an existing branch, tag or commit"
+        ) from None
     except errors.EntryNotFoundError:
-        raise HubError(f"{repo_id} on {endpoint_of(endpoint)} has no file {filename}; is it a porthub repository?") from None
+        raise HubError(
+            f"{repo_id} on {endpoint_of(endpoint)} has no file {filename}; is it a porthub repository?"
+        ) from None
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"{endpoint_of(endpoint)} answered HTTP {status} for {filename} of {repo_id}@{revision or 'main'}: "
-                       f"{str(exc).splitlines()[0]}; check the repository id, the revision and HF_TOKEN") from None
+        raise HubError(
+            f"{endpoint_of(endpoint)} answered HTTP {status} for {filename} of {repo_id}@{revision or 'main'}: "
+            f"{str(exc).splitlines()[0]}; check the repository id, the revision and HF_TOKEN"
+        ) from None
 
 
 def _evict(path: str) -> None:
@@ -99,8 +115,9 @@ def _evict(path: str) -> None:
             os.unlink(blob)
 
 
-def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, endpoint: str | None,
-                 local_folder: str) -> Fetched:
+def remote_fetch(
+    repo_id: str, frameworks: Sequence[str], revision: str | None, endpoint: str | None, local_folder: str
+) -> Fetched:
     where = local_folder
     cache_only = _offline() or not _reachable(endpoint_of(endpoint))
     config_path = _download(repo_id, CONFIG_NAME, revision, endpoint, where, cache_only)
@@ -118,38 +135,65 @@ def remote_fetch(repo_id: str, frameworks: Sequence[str], revision: str | None, 
             check_sha(path, name, config, f"{repo_id}@{pinned or 'main'}")
         except IntegrityError as exc:
             _evict(path)
-            raise IntegrityError(f"{exc}; the bad file was removed from the cache, download again "
-                                 "(if it fails again, the repository itself is damaged)") from None
+            raise IntegrityError(
+                f"{exc}; the bad file was removed from the cache, download again "
+                "(if it fails again, the repository itself is damaged)"
+            ) from None
         paths[name] = path
-    return Fetched(config, paths, f"{repo_id}@{pinned or 'main'}", "hf", commit if _COMMIT.fullmatch(commit) else None, names)
+    return Fetched(
+        config, paths, f"{repo_id}@{pinned or 'main'}", "hf", commit if _COMMIT.fullmatch(commit) else None, names
+    )
 
 
-def remote_publish(folder: str, repo_id: str, endpoint: str | None, revision: str | None = None,
-                   private: bool = False, commit_message: str | None = None) -> dict[str, Any]:
+def remote_publish(
+    folder: str,
+    repo_id: str,
+    endpoint: str | None,
+    revision: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> dict[str, Any]:
     """Upload a built repository folder as one commit (creating the repository and branch if needed)."""
     h = hf()
     if not _reachable(endpoint_of(endpoint)):
-        raise HubError(f"cannot reach {endpoint_of(endpoint)}; check HF_ENDPOINT (or --hub) and the network, "
-                       "or publish to the local hub (leave out --hub)")
+        raise HubError(
+            f"cannot reach {endpoint_of(endpoint)}; check the endpoint (HF_ENDPOINT) and the network, "
+            "or publish to the local hub"
+        )
     api = h.HfApi(endpoint=endpoint_of(endpoint))
     errors = h.errors
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(folder_path=folder, repo_id=repo_id, revision=revision,
-                                 commit_message=commit_message or f"porthub: publish {repo_id}")
+        info = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=commit_message or f"porthub: publish {repo_id}",
+        )
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         hint = "check HF_TOKEN (a write token) and the repository name" if status in (401, 403) else "see the message"
-        raise HubError(f"uploading to {endpoint_of(endpoint)} failed (HTTP {status}): {str(exc).splitlines()[0]}; {hint}") from None
+        raise HubError(
+            f"uploading to {endpoint_of(endpoint)} failed (HTTP {status}): {str(exc).splitlines()[0]}; {hint}"
+        ) from None
     except RuntimeError as exc:
         # huggingface_hub wraps a failed LFS upload ("Error while uploading X to the Hub") in RuntimeError
         cause = exc.__cause__
-        raise HubError(f"{exc} ({str(cause).splitlines()[0] if cause else 'no detail'}); nothing was committed, run push again") from None
+        raise HubError(
+            f"{exc} ({str(cause).splitlines()[0] if cause else 'no detail'}); nothing was committed, run push again"
+        ) from None
     except errors.HTTPError as exc:
         # the HTTP client's own base error (a connection dropped mid-upload); the class depends on the
         # huggingface_hub version (requests, httpx or httpx2), and huggingface_hub.errors re-exports it
-        raise HubError(f"uploading to {endpoint_of(endpoint)} was interrupted ({exc}); nothing was committed, run push again") from None
-    return {"repo_id": repo_id, "endpoint": endpoint_of(endpoint), "commit": getattr(info, "oid", None),
-            "url": getattr(info, "commit_url", None), "revision": revision or "main"}
+        raise HubError(
+            f"uploading to {endpoint_of(endpoint)} was interrupted ({exc}); nothing was committed, run push again"
+        ) from None
+    return {
+        "repo_id": repo_id,
+        "endpoint": endpoint_of(endpoint),
+        "commit": getattr(info, "oid", None),
+        "url": getattr(info, "commit_url", None),
+        "revision": revision or "main",
+    }

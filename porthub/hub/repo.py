@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..engine import to_canonical
-from ..errors import HubError, IntegrityError
+from ..errors import HubError, IntegrityError, UnknownFrameworkError
 from ..spec import FRAMEWORKS, PADDLE, TORCH, Layout
 
 __all__ = [
@@ -51,8 +51,10 @@ STATE_LAYOUTS = {TORCH: Layout("torch-state-dict", TORCH), PADDLE: Layout("paddl
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"({_NAME})/({_NAME})")
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
-HOW_TO_PROVIDE = ("publish it with `porthub push MODEL --weights CHECKPOINT`, point PORTHUB_HOME at a hub that has it, "
-                   "or set HF_ENDPOINT to a reachable Hub")
+HOW_TO_PROVIDE = (
+    "publish it from a checkpoint (porthub's push), point PORTHUB_HOME at a hub that has it, "
+    "or set HF_ENDPOINT to a reachable Hub"
+)
 
 
 def default_repo_id(variant_name: str) -> str:
@@ -62,8 +64,10 @@ def default_repo_id(variant_name: str) -> str:
 def check_repo_id(repo_id: str) -> str:
     """``ORG/NAME`` with the Hub's characters only, so it can never name a path outside the hub."""
     if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
-        raise HubError(f"repository id {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.'; no '..'); "
-                       f"for example {DEFAULT_ORG}/shunted_t")
+        raise HubError(
+            f"repository id {repo_id!r} is not ORG/NAME (letters, digits, '-', '_', '.'; no '..'); "
+            f"for example {DEFAULT_ORG}/shunted_t"
+        )
     return repo_id
 
 
@@ -71,7 +75,9 @@ def check_revision(revision: str | None) -> str | None:
     if revision is None:
         return None
     if not _REVISION.fullmatch(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
-        raise HubError(f"revision {revision!r} is not a branch, tag or commit name; use e.g. main, v1 or a 40-hex commit")
+        raise HubError(
+            f"revision {revision!r} is not a branch, tag or commit name; use e.g. main, v1 or a 40-hex commit"
+        )
     return revision
 
 
@@ -79,10 +85,18 @@ def check_relpath(relpath: str) -> list[str]:
     """The components of a file name read from a repository, refusing anything that could name a path
     outside it (absolute paths, ``..``, backslashes, empty components)."""
     parts = relpath.split("/") if isinstance(relpath, str) else []
-    if (not parts or "\\" in relpath or relpath.startswith("/") or os.path.isabs(relpath) or "\x00" in relpath
-            or any(p in ("", ".", "..") for p in parts)):
-        raise HubError(f"file name {relpath!r} in a repository is not a plain relative path; refusing it "
-                       "(the repository is malformed or hostile: do not use it)")
+    if (
+        not parts
+        or "\\" in relpath
+        or relpath.startswith("/")
+        or os.path.isabs(relpath)
+        or "\x00" in relpath
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise HubError(
+            f"file name {relpath!r} in a repository is not a plain relative path; refusing it "
+            "(the repository is malformed or hostile: do not use it)"
+        )
     return parts
 
 
@@ -126,8 +140,9 @@ def read_config(path: str) -> dict[str, Any]:
         raise HubError(f"{path} is not a porthub config.json (no 'family'/'files'); is this a porthub repository?")
     version = config.get("format_version", 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise HubError(f"{path} has format_version {version!r}; this porthub reads up to {FORMAT_VERSION}: "
-                       "pip install -U porthub")
+        raise HubError(
+            f"{path} has format_version {version!r}; this porthub reads up to {FORMAT_VERSION}: pip install -U porthub"
+        )
     if not isinstance(config["files"], dict):
         raise HubError(f"{path}: 'files' must map file names to their sha256")
     for name in config["files"]:
@@ -141,12 +156,14 @@ def files_for(config: Mapping[str, Any], frameworks: Sequence[str]) -> list[str]
     out = []
     for fw in frameworks:
         if fw not in FRAMEWORKS:
-            raise ValueError(f"framework must be 'torch' or 'paddle', not {fw!r}")
+            raise UnknownFrameworkError(f"framework must be 'torch' or 'paddle', not {fw!r}")
         name = table.get(fw, {}).get("file") if isinstance(table.get(fw), dict) else None
         if not name:
             raise HubError(f"this repository has no {fw} weights (config.json 'frameworks' lists {sorted(table)})")
         if name not in config["files"]:
-            raise HubError(f"config.json names {name!r} for {fw} but records no sha256 for it; the repository is malformed")
+            raise HubError(
+                f"config.json names {name!r} for {fw} but records no sha256 for it; the repository is malformed"
+            )
         out.append(name)
     return out
 
@@ -155,8 +172,9 @@ def check_sha(path: str, name: str, config: Mapping[str, Any], where: str) -> No
     want = config["files"][name].get("sha256") if isinstance(config["files"][name], dict) else None
     got = sha256_file(path)
     if got != want:
-        raise IntegrityError(f"{name} from {where} has sha256 {got[:16]}..., but config.json records {str(want)[:16]}...; "
-                             "refusing it")
+        raise IntegrityError(
+            f"{name} from {where} has sha256 {got[:16]}..., but config.json records {str(want)[:16]}...; refusing it"
+        )
 
 
 def read_weights(path: str, config: Mapping[str, Any], framework: str) -> "OrderedDict[str, np.ndarray]":
@@ -168,8 +186,10 @@ def read_weights(path: str, config: Mapping[str, Any], framework: str) -> "Order
     if path.endswith(".safetensors"):
         declared = read_safetensors_metadata(path).get("porthub.framework")
         if declared != framework:
-            raise HubError(f"{os.path.basename(path)} holds {declared or 'undeclared'} weights, not {framework}; "
-                           "config.json and the file disagree: publish the repository again")
+            raise HubError(
+                f"{os.path.basename(path)} holds {declared or 'undeclared'} weights, not {framework}; "
+                "config.json and the file disagree: publish the repository again"
+            )
     state, strays = to_canonical(load_checkpoint(path), STATE_LAYOUTS[framework], spec)
     if strays:
         raise HubError(f"{os.path.basename(path)} has entries that are not tensors: {strays[:4]}")

@@ -16,7 +16,16 @@ import numpy as np
 from ..errors import HubError, IntegrityError
 from ..spec import PADDLE, TORCH
 from .local import fetch_folder, local_repo_dir, model_from_config
-from .repo import CONFIG_NAME, DEFAULT_ORG, Fetched, check_repo_id, check_revision, default_repo_id, files_for, read_weights
+from .repo import (
+    CONFIG_NAME,
+    DEFAULT_ORG,
+    Fetched,
+    check_repo_id,
+    check_revision,
+    default_repo_id,
+    files_for,
+    read_weights,
+)
 
 __all__ = ["HUBS", "hub_order", "fetch", "pretrained_state", "from_pretrained"]
 

@@ -17,8 +17,14 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from ..engine import Manifest, canonical_keys, check_state, from_canonical
-from ..errors import (FrameworkMissingError, KeyMismatchError, ModelClassError, NoSuchModuleError, NonFiniteWeightsError,
-                      UnknownFrameworkError)
+from ..errors import (
+    FrameworkMissingError,
+    KeyMismatchError,
+    ModelClassError,
+    NonFiniteWeightsError,
+    NoSuchModuleError,
+    UnknownFrameworkError,
+)
 from ..inputs import InputCheck
 from ..spec import PADDLE, TORCH, FamilySpec, Layout, ModelRef
 from . import paddle as _paddle
@@ -71,8 +77,8 @@ def available_framework() -> str:
         except FrameworkMissingError:
             continue
     raise FrameworkMissingError(
-        "this needs torch or paddle to build the model (the model is not a registered variant with a shipped manifest); "
-        f"{_torch.INSTALL}"
+        "this needs torch or paddle to build the model (the model is not a registered variant with a shipped "
+        f"manifest); {_torch.INSTALL}"
     )
 
 
@@ -93,8 +99,14 @@ def _model_name(spec: FamilySpec, ref: ModelRef) -> str:
     return f"{spec.family} {ref.class_name}"
 
 
-def build_model(spec: FamilySpec, ref: ModelRef, framework: str, dtype: str = "float32", name: str | None = None,
-                check_input: bool = True) -> Any:
+def build_model(
+    spec: FamilySpec,
+    ref: ModelRef,
+    framework: str,
+    dtype: str = "float32",
+    name: str | None = None,
+    check_input: bool = True,
+) -> Any:
     """The model in eval mode, its floating tensors in ``dtype``.
 
     With ``check_input`` a forward pre-hook checks every input against the family's
@@ -132,8 +144,10 @@ def check_finite(state: Mapping[str, np.ndarray], name: str = "model") -> None:
         arr = np.asarray(value)
         if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
             bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise NonFiniteWeightsError(f"{name}: {key} holds {bad} non-finite value(s) (NaN or inf); the checkpoint is "
-                                        "corrupt or from a diverged run")
+            raise NonFiniteWeightsError(
+                f"{name}: {key} holds {bad} non-finite value(s) (NaN or inf); the checkpoint is "
+                "corrupt or from a diverged run"
+            )
 
 
 def _owned(value: Any, want: str) -> np.ndarray:
@@ -144,8 +158,14 @@ def _owned(value: Any, want: str) -> np.ndarray:
     return np.array(arr, copy=True)
 
 
-def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, framework: str, name: str = "model",
-               allow_nonfinite: bool = False) -> None:
+def load_state(
+    model: Any,
+    state: Mapping[str, np.ndarray],
+    spec: FamilySpec,
+    framework: str,
+    name: str = "model",
+    allow_nonfinite: bool = False,
+) -> None:
     """Load a canonical state strictly: every key of the model present with its shape, nothing else,
     and (unless ``allow_nonfinite``) only finite values."""
     side = _side(framework)
@@ -160,7 +180,9 @@ def load_state(model: Any, state: Mapping[str, np.ndarray], spec: FamilySpec, fr
     check_state(state, Manifest(name, canonical_keys(spec, entries)))
     converted = from_canonical(state, Layout(name="paddle-model", framework=PADDLE), spec)
     if set(converted) != set(entries):
-        raise KeyMismatchError(f"{name}: Paddle keys differ after conversion: {sorted(set(converted) ^ set(entries))[:6]}")
+        raise KeyMismatchError(
+            f"{name}: Paddle keys differ after conversion: {sorted(set(converted) ^ set(entries))[:6]}"
+        )
     side.load(model, {key: _owned(value, entries[key][1]) for key, value in converted.items()}, name)
 
 
@@ -210,8 +232,9 @@ def add_output_hook(module: Any, framework: str, hook: Any) -> Any:
     return _side(framework).add_output_hook(module, hook)
 
 
-def run_model(model: Any, x: np.ndarray, framework: str, dtype: str = "float32",
-              hooks: Iterable[str] = ()) -> tuple[Any, dict[str, Any]]:
+def run_model(
+    model: Any, x: np.ndarray, framework: str, dtype: str = "float32", hooks: Iterable[str] = ()
+) -> tuple[Any, dict[str, Any]]:
     """Run ``model`` on ``x``; return its output and the outputs of the modules named in ``hooks``
     (as numpy), taken with forward hooks."""
     side = _side(framework)
@@ -235,8 +258,9 @@ def run_model(model: Any, x: np.ndarray, framework: str, dtype: str = "float32",
     return to_numpy(out), captured
 
 
-def run_hooked(model: Any, x: np.ndarray, framework: str, dtype: str, pre: Callable[..., Any] | None,
-               post: Callable[..., Any]) -> tuple[Any, float]:
+def run_hooked(
+    model: Any, x: np.ndarray, framework: str, dtype: str, pre: Callable[..., Any] | None, post: Callable[..., Any]
+) -> tuple[Any, float]:
     """Run ``model`` on ``x`` with a hook on every module call (see :func:`porthub.runtime.paddle.run_hooked`;
     in PyTorch the hooks' return values are ignored). Returns the output as numpy and the forward's seconds."""
     import_framework(framework)

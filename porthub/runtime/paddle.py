@@ -18,8 +18,19 @@ import numpy as np
 
 from ..errors import FrameworkMissingError, KeyMismatchError
 
-__all__ = ["INSTALL", "paddle_cpu_settings", "import_paddle", "build", "state_entries", "load", "run", "named_modules",
-           "add_output_hook", "run_hooked", "from_numpy"]
+__all__ = [
+    "INSTALL",
+    "paddle_cpu_settings",
+    "import_paddle",
+    "build",
+    "state_entries",
+    "load",
+    "run",
+    "named_modules",
+    "add_output_hook",
+    "run_hooked",
+    "from_numpy",
+]
 
 INSTALL = "pip install 'porthub[paddle]' (CPU: pip install paddlepaddle==3.3.1)"
 
@@ -114,7 +125,9 @@ def build(cls: type, kwargs: dict[str, Any], dtype: str) -> Any:
 
 
 def state_entries(model: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {key: (tuple(value.shape), str(value.dtype).replace("paddle.", "")) for key, value in model.state_dict().items()}
+    return {
+        key: (tuple(value.shape), str(value.dtype).replace("paddle.", "")) for key, value in model.state_dict().items()
+    }
 
 
 def load(model: Any, values: dict[str, np.ndarray], name: str) -> None:
@@ -175,8 +188,9 @@ def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable
     handles = []
     for path, layer in model.named_sublayers(include_self=True):
         if pre is not None:
-            handles.append(layer.register_forward_pre_hook(
-                lambda lay, a, k, _p=path: on_pre(_p, lay, a, k), with_kwargs=True))
+            handles.append(
+                layer.register_forward_pre_hook(lambda lay, a, k, _p=path: on_pre(_p, lay, a, k), with_kwargs=True)
+            )
         handles.append(layer.register_forward_post_hook(lambda lay, a, k, o, _p=path: on_post(_p, o), with_kwargs=True))
     start = time.perf_counter()
     try:

@@ -12,8 +12,19 @@ import numpy as np
 
 from ..errors import FrameworkMissingError
 
-__all__ = ["INSTALL", "import_torch", "build", "build_on_meta", "state_entries", "load", "run", "named_modules",
-           "add_output_hook", "run_hooked", "from_numpy"]
+__all__ = [
+    "INSTALL",
+    "import_torch",
+    "build",
+    "build_on_meta",
+    "state_entries",
+    "load",
+    "run",
+    "named_modules",
+    "add_output_hook",
+    "run_hooked",
+    "from_numpy",
+]
 
 INSTALL = "pip install 'porthub[torch]' (CPU: pip install torch==2.13.0)"
 
@@ -42,7 +53,9 @@ def build_on_meta(cls: type, kwargs: dict[str, Any]) -> Any:
 
 
 def state_entries(model: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {key: (tuple(value.shape), str(value.dtype).replace("torch.", "")) for key, value in model.state_dict().items()}
+    return {
+        key: (tuple(value.shape), str(value.dtype).replace("torch.", "")) for key, value in model.state_dict().items()
+    }
 
 
 def from_numpy(arr: np.ndarray) -> Any:
@@ -101,7 +114,9 @@ class _Arrays:
         return _map(value, lambda v: self._array(v) if isinstance(v, self._torch.Tensor) else v)
 
 
-def run_hooked(model: Any, arr: np.ndarray, pre: Callable[..., Any] | None, post: Callable[..., Any]) -> tuple[Any, float]:
+def run_hooked(
+    model: Any, arr: np.ndarray, pre: Callable[..., Any] | None, post: Callable[..., Any]
+) -> tuple[Any, float]:
     """Run ``model`` with a hook on every module call: ``pre(path, type_name, inputs)`` (``inputs()``
     gives the call's (args, kwargs) as numpy) and ``post(path, output)`` with the output as numpy. Returns
     the model's output as numpy and the seconds the forward took."""
