@@ -22,8 +22,18 @@ from paddle.distributed.fleet.utils import recompute
 
 from porthub.geometry.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
-from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
-                     register_constant, select_features, to_2tuple)
+from .layers import (
+    ClassifierMixin,
+    DropPath,
+    Mlp,
+    attention,
+    check_num_classes,
+    dense_layout,
+    make_norm,
+    register_constant,
+    select_features,
+    to_2tuple,
+)
 
 __all__ = [
     "Mlp",

@@ -10,7 +10,16 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from .layers import ClassifierMixin, DropPath, attention, check_num_classes, dense_layout, make_norm, select_features, to_2tuple
+from .layers import (
+    ClassifierMixin,
+    DropPath,
+    attention,
+    check_num_classes,
+    dense_layout,
+    make_norm,
+    select_features,
+    to_2tuple,
+)
 
 __all__ = [
     "Mlp",

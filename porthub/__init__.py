@@ -12,7 +12,8 @@ from typing import Any
 
 from .version import __version__
 
-__all__ = ["__version__", "create_model", "list_models", "from_pretrained", "convert", "read_checkpoint"]
+__all__ = ["__version__", "create_model", "list_models", "from_pretrained", "convert", "read_checkpoint", "data_config",
+           "create_transform"]
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -26,14 +27,15 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
                  **overrides: Any) -> Any:
     """Build a registered model in ``framework`` ("torch" or "paddle"), in eval mode.
 
-    ``overrides`` replace the official constructor arguments (``num_classes=10``,
-    ``features_only=True`` where the family supports it). With ``pretrained=True`` the converted
-    official weights are loaded strictly from the local hub or the Hugging Face Hub. Every forward
+    ``overrides`` replace the official constructor arguments (``num_classes=10``, ``features_only=True``
+    with ``out_indices``); unknown ones raise TypeError. With ``pretrained=True`` the converted official
+    weights are loaded strictly from the local hub or the Hugging Face Hub, except a classifier whose shape
+    differs from theirs (another ``num_classes``): that one stays freshly initialised, with a warning. Every forward
     checks its input against the family's rule (channels, size): a wrong one raises
     :class:`porthub.errors.InputError` (a ValueError) naming the constraint.
     """
-    from .runtime import build_model, load_state
     from .registry import resolve
+    from .runtime import build_model, load_state
 
     spec, variant = resolve(name)
     state = None
@@ -44,8 +46,56 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
         state = pretrained_state(variant.name, framework)
     model = build_model(spec, variant.model(**overrides), framework, dtype, name=variant.name)
     if state is not None:
-        load_state(model, state, spec, framework, variant.name)
+        load_state(model, _fit_classifier(model, state, spec, variant, framework), spec, framework, variant.name)
+    # what porthub.data_config reads off the model
+    model.porthub_variant = variant.name
     return model
+
+
+def _fit_classifier(model: Any, state: Any, spec: Any, variant: Any, framework: str) -> Any:
+    """``state`` with the model's own freshly initialised classifier (``spec.classifier``) in place of the
+    pretrained one when their shapes differ (``num_classes=10``), and without it when the model has none
+    (``num_classes=0``); every other key still loads strictly."""
+    import warnings
+
+    from .engine import to_canonical
+    from .runtime import to_numpy
+    from .spec import PADDLE, Layout
+
+    prefix = spec.classifier + "."
+    if variant.task != "classification" or not any(key.startswith(prefix) for key in state):
+        return state
+    own = {key: to_numpy(value) for key, value in model.state_dict().items() if key.startswith(prefix)}
+    if framework == PADDLE:
+        own, _ = to_canonical(own, Layout(name="paddle-model", framework=PADDLE), spec)
+    theirs = {key: value for key, value in state.items() if key.startswith(prefix)}
+    if set(own) == set(theirs) and all(tuple(own[k].shape) == tuple(theirs[k].shape) for k in own):
+        return state
+    fitted = {key: value for key, value in state.items() if not key.startswith(prefix)}
+    fitted.update(own)
+    bias = theirs.get(prefix + "bias")
+    had = bias.shape[0] if bias is not None else "?"
+    num = getattr(model, "num_classes", "?")
+    warnings.warn(f"{variant.name}: classifier '{spec.classifier}' freshly initialised for {num} classes "
+                  f"(the pretrained weights have {had}); every other weight loaded", UserWarning, stacklevel=3)
+    return fitted
+
+
+def data_config(model_or_name: Any) -> dict[str, Any]:
+    """The evaluation data configuration of a registered model (name) or a model from :func:`create_model`:
+    ``input_size`` (C, H, W), ``interpolation``, ``mean``, ``std``, ``crop_pct``, ``crop_mode``."""
+    from .preprocess import data_config as _data_config
+
+    return _data_config(model_or_name)
+
+
+def create_transform(config: Any, framework: str | None = None, dtype: str = "float32") -> Any:
+    """The evaluation preprocessing of ``config`` (from :func:`data_config`) as a callable on Pillow images,
+    HxWx3 uint8 arrays or image paths: a [3, H, W] numpy array, or a ``framework`` tensor ("torch", "paddle").
+    The arithmetic is numpy's and Pillow's, so both frameworks get the same array."""
+    from .preprocess import create_transform as _create_transform
+
+    return _create_transform(config, framework, dtype)
 
 
 def from_pretrained(repo_id_or_path: str, framework: str = "torch", **kwargs: Any) -> Any:

@@ -21,13 +21,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import MissingFileError, PreprocessError
 
-__all__ = ["Preprocessing", "PreprocessError", "recipe_for", "load_image", "preprocess_image", "load_input", "to_framework"]
+__all__ = [
+    "Preprocessing", "PreprocessError", "recipe_for", "load_image", "preprocess_image", "load_input", "to_framework",
+    "data_config", "create_transform", "Transform",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,3 +168,100 @@ def to_framework(x: np.ndarray, framework: str, dtype: str = "float32") -> Any:
     from .runtime import from_numpy
 
     return from_numpy(x, framework, dtype)
+
+
+def _variant_of(model_or_name: Any) -> tuple[Any, Any]:
+    """(spec, variant) of a registered name, or of a model built by porthub: ``create_model`` marks the
+    model with its variant; a model class built directly counts as its family's first variant of that class."""
+    from .registry import all_specs, resolve
+
+    if isinstance(model_or_name, str):
+        return resolve(model_or_name)
+    name = getattr(model_or_name, "porthub_variant", None)
+    if isinstance(name, str):
+        return resolve(name)
+    module = type(model_or_name).__module__.rpartition(".")[2]
+    cls = type(model_or_name).__name__
+    for spec in all_specs():
+        if spec.module == module:
+            for variant in spec.variants:
+                if variant.class_name == cls:
+                    return spec, variant
+    raise PreprocessError(f"{cls} is not a porthub model; give a registered model name or a model from "
+                          "porthub.create_model")
+
+
+def data_config(model_or_name: Any) -> dict[str, Any]:
+    """The evaluation data configuration of a registered model (name) or of a porthub model object, in timm's
+    terms: ``input_size`` (C, H, W), ``interpolation``, ``mean``, ``std`` (0..1 scale), ``crop_pct`` (crop
+    side / resized short side) and ``crop_mode`` ("center": resize the short side then centre-crop;
+    "squash": resize the whole image to the input size, as segmentation's whole-image test does)."""
+    spec, variant = _variant_of(model_or_name)
+    recipe = recipe_for(spec.preprocessing, variant.task, variant.input_size)
+    h, w = recipe.input_size
+    return {
+        "input_size": (3, h, w),
+        "interpolation": recipe.interpolation,
+        "mean": tuple(recipe.mean),
+        "std": tuple(recipe.std),
+        "crop_pct": 1.0 if recipe.resize is None else max(h, w) / recipe.resize,
+        "crop_mode": "squash" if recipe.resize is None else "center",
+    }
+
+
+def _recipe_from_config(config: Mapping[str, Any]) -> Preprocessing:
+    try:
+        size = tuple(int(v) for v in config["input_size"])
+        crop_pct = float(config.get("crop_pct", DEFAULT_CROP_FRACTION))
+        interpolation = str(config.get("interpolation", "bicubic"))
+        mean = tuple(float(v) for v in config.get("mean", IMAGENET_MEAN))
+        std = tuple(float(v) for v in config.get("std", IMAGENET_STD))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PreprocessError(f"not a data configuration ({exc}); build one with porthub.data_config(model)") from None
+    if len(size) == 3:
+        if size[0] != 3:
+            raise PreprocessError(f"input_size {size}: the models take 3 channels (RGB)")
+        size = size[1:]
+    if len(size) != 2 or min(size) < 1 or not 0.0 < crop_pct <= 1.0:
+        raise PreprocessError(f"input_size must be (3, H, W) or (H, W) and crop_pct in (0, 1], not {size}, {crop_pct}")
+    mode = config.get("crop_mode", "center")
+    if mode not in ("center", "squash"):
+        raise PreprocessError(f"crop_mode must be 'center' or 'squash', not {mode!r}")
+    resize = None
+    if mode == "center":
+        # timm: scale_size = floor(img_size / crop_pct); rounding error of a ratio such as 224/256 is not a pixel
+        scaled = max(size) / crop_pct
+        resize = round(scaled) if abs(scaled - round(scaled)) < 1e-6 else int(math.floor(scaled))
+    return Preprocessing(input_size=(size[0], size[1]), resize=resize, interpolation=interpolation,
+                         mean=mean, std=std)  # type: ignore[arg-type]
+
+
+class Transform:
+    """The evaluation preprocessing of a data configuration: ``transform(image)`` takes a Pillow image, an
+    HxWx3 uint8 array or an image path and returns the normalised [3, H, W] float32 array (numpy), or the
+    framework's tensor when built with ``framework``. Both frameworks get the same array (numpy and Pillow
+    do the work)."""
+
+    def __init__(self, recipe: Preprocessing, framework: str | None = None, dtype: str = "float32") -> None:
+        if framework not in (None, "torch", "paddle"):
+            raise PreprocessError(f"framework must be None (numpy), 'torch' or 'paddle', not {framework!r}")
+        self.recipe = recipe
+        self.framework = framework
+        self.dtype = dtype
+
+    def __call__(self, image: Any) -> Any:
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image(os.fspath(image))
+        arr = preprocess_image(image, self.recipe)[0]
+        if self.framework is None:
+            return arr.astype(self.dtype, copy=False)
+        return to_framework(arr, self.framework, self.dtype)
+
+    def __repr__(self) -> str:
+        return f"Transform({self.recipe}, framework={self.framework!r})"
+
+
+def create_transform(config: Mapping[str, Any], framework: str | None = None,
+                     dtype: str = "float32") -> Callable[[Any], Any]:
+    """The evaluation transform of ``config`` (a :func:`data_config` dict); see :class:`Transform`."""
+    return Transform(_recipe_from_config(config), framework, dtype)

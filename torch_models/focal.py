@@ -18,8 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
-                     reject_unknown, select_features, to_2tuple)
+from .layers import (
+    ClassifierMixin,
+    DropPath,
+    Mlp,
+    attention,
+    check_num_classes,
+    dense_layout,
+    make_norm,
+    reject_unknown,
+    select_features,
+    to_2tuple,
+)
 
 __all__ = ["FocalTransformer", "FocalTransformerV2"]
 

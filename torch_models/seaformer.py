@@ -397,12 +397,15 @@ class SeaFormer(ClassifierMixin, _SeaFormerStages):
     def __init__(self, cfgs, channels, emb_dims, key_dims, depths=[2, 2], num_heads=4, attn_ratios=2,
                  mlp_ratios=[2, 4], drop_path_rate=0.0, norm_cfg=dict(type="BN", requires_grad=True),
                  act_layer=nn.ReLU6, init_cfg=None, num_classes=1000, features_only=False,
-                 out_indices=(0, 1, 2)):
+                 out_indices=None):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.num_features = channels[-1]
         self.features_only = features_only
-        self.feature_info, self.out_indices = select_features(self._feature_stages(cfgs, emb_dims, depths), out_indices)
+        stages = self._feature_stages(cfgs, emb_dims, depths)
+        # default: every map (their number follows the number of transformer stages)
+        picked = range(len(stages)) if out_indices is None else out_indices
+        self.feature_info, self.out_indices = select_features(stages, picked)
         self.channels = channels
         self.depths = depths
         self.cfgs = cfgs

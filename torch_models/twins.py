@@ -17,8 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (ClassifierMixin, DropPath, Mlp, attention, check_num_classes, dense_layout, make_norm,
-                     select_features, to_2tuple)
+from .layers import (
+    ClassifierMixin,
+    DropPath,
+    Mlp,
+    attention,
+    check_num_classes,
+    dense_layout,
+    make_norm,
+    select_features,
+    to_2tuple,
+)
 
 __all__ = [
     "Mlp",
