@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", nargs="?", help="substring or shell pattern (e.g. 'twins_*')")
     s.add_argument("--aliases", action="store_true", help="also show each model's other names")
 
-    s = sub.add_parser("info", help="show a model's family, constructor arguments and layouts")
+    s = sub.add_parser("info", help="show a model's family, preprocessing, constructor arguments and layouts")
     s.add_argument("model")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("convert", help="convert a checkpoint to PyTorch or Paddle layout")
     s.add_argument("model", help="registered model (see `porthub list`), or a family name with --config")
@@ -129,6 +130,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .preprocess import data_config
     from .registry import resolve
 
     spec, v = resolve(args.model)
@@ -137,8 +139,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "kwargs": dict(v.kwargs), "release_layout": v.release_layout, "input_size": list(v.input_size),
         "num_classes": v.num_classes, "task": v.task, "meta": dict(v.meta),
         "layouts": {layout.name: f"{layout.framework}: {layout.description}" for layout in spec.layouts},
+        "data_config": data_config(v.name),
     }
-    print(json.dumps(info, indent=1, default=str))
+    if getattr(args, "json", False):
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    pre = info["data_config"]
+    crop = (f"short side to {round(max(pre['input_size'][1:]) / pre['crop_pct'])}, centre crop" if pre["crop_mode"] == "center"
+            else "whole image resized to")
+    lines = [
+        f"{v.name}: {spec.title} ({spec.family}), {v.task}, {v.num_classes} classes, class {v.class_name}",
+        f"  aliases:        {', '.join(v.aliases) or '-'}",
+        f"  input:          {'x'.join(map(str, pre['input_size']))} (C x H x W)",
+        f"  preprocessing:  {crop} {pre['input_size'][1]}x{pre['input_size'][2]} (crop_pct {pre['crop_pct']:.4g}), "
+        f"{pre['interpolation']} interpolation",
+        f"  normalise:      mean {', '.join(f'{m:.4g}' for m in pre['mean'])}; std {', '.join(f'{x:.4g}' for x in pre['std'])}",
+        f"  release layout: {v.release_layout}",
+        "  layouts:",
+        *(f"    {name:<16} {text}" for name, text in info["layouts"].items()),
+        "  constructor:    " + ", ".join(f"{k}={val!r}" for k, val in v.kwargs.items()),
+    ]
+    print("\n".join(lines))
     return 0
 
 
