@@ -326,3 +326,20 @@ def test_transform_is_the_family_recipe():
     assert np.allclose(seg["mean"], (0.485, 0.456, 0.406)) and np.allclose(seg["std"], (0.229, 0.224, 0.225))
     with pytest.raises(ValueError, match="crop_pct"):
         porthub.create_transform({**config, "crop_pct": 1.5})
+
+
+@pytest.mark.parametrize("spec,variant", EVERY_CLASS)
+def test_info_and_card_show_the_preprocessing(spec, variant):
+    from porthub.hub.card import _preprocessing_line
+
+    config = porthub.data_config(variant.name)
+    mean = ", ".join(f"{m:.4g}" for m in config["mean"])
+    line = _preprocessing_line(variant)
+    assert f"mean {[round(m, 4) for m in config['mean']]}" in line and config["interpolation"] in line
+    run = [sys.executable, "-m", "porthub.cli", "info", variant.name]
+    text = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert f"mean {mean};" in text and "x".join(map(str, config["input_size"])) in text and not text.startswith("{")
+    machine = json.loads(subprocess.run([*run, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                        check=True).stdout)
+    assert machine["name"] == variant.name and machine["data_config"]["crop_pct"] == config["crop_pct"]
+    assert machine["data_config"]["mean"] == list(config["mean"])

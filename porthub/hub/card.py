@@ -146,13 +146,26 @@ def _table(rows: Sequence[Sequence[Any]], head: Sequence[str]) -> str:
     return "\n".join(out)
 
 
+def _preprocessing_line(variant: Variant) -> str:
+    """The family's evaluation preprocessing, read from its spec (the same text for every family and task)."""
+    from ..preprocess import data_config
+
+    pre = data_config(variant.name)
+    _, h, w = pre["input_size"]
+    if pre["crop_mode"] == "center":
+        how = f"resize the short side to {round(max(h, w) / pre['crop_pct'])}, centre crop {h}x{w}"
+    else:
+        how = f"resize the whole image to {h}x{w}"
+    return (f"{how} (crop_pct {pre['crop_pct']:.4g}), {pre['interpolation']} interpolation, mean "
+            f"{[round(m, 4) for m in pre['mean']]}, std {[round(x, 4) for x in pre['std']]} (on the 0..1 scale).")
+
+
 def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], repo_id: str) -> str:
     """The whole README.md: metadata, usage in both frameworks, provenance and measured equivalence."""
     prov = dict(config.get("provenance") or {"kind": USER, "why": "no provenance recorded"})
     official = prov.get("kind") in (OFFICIAL, OFFICIAL_SOURCE)
     meta = card_metadata(spec, variant, official)
     source = config["source_checkpoint"]
-    pre = config["preprocessing"]
     eq = config["equivalence"]
     metric = _metric(variant)
     eq_rows = [
@@ -193,7 +206,6 @@ def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], r
         USER: "the user's own checkpoint (not the official release as far as porthub can tell)",
     }.get(str(prov.get("kind")), "unknown")
     where = f" Downloaded from {prov['location']}." if prov.get("location") else ""
-    size = "x".join(str(n) for n in pre.get("input_size", variant.input_size))
     body = f"""
 # {variant.name}: {spec.title} for PyTorch and PaddlePaddle
 
@@ -227,9 +239,7 @@ state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {co
 ```
 
 `config.json` alone rebuilds the model (`architecture`, `constructor_kwargs`) in either framework.
-Evaluation preprocessing: resize {pre.get("resize", "-")}, centre crop {size} (crop fraction
-{pre.get("crop_fraction", "-")}), {pre.get("interpolation", "-")} interpolation, mean {list(pre.get("mean", []))},
-std {list(pre.get("std", []))}.
+Evaluation preprocessing (`porthub.data_config("{variant.name}")`): {_preprocessing_line(variant)}
 
 ## Files
 
