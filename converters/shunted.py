@@ -19,18 +19,13 @@ LICENCE = "not stated: the official repository has no LICENSE file (its training
 CLASS_NAME = "ShuntedTransformer"
 CONSTRUCTOR = "SSA.ShuntedTransformer"
 
-# Digit strings whose digit sum is 1 mod 3, i.e. the decimal numbers 3k+1. The stem Sequential repeats
-# (conv, BatchNorm, ReLU) num_conv+1 times, so its BatchNorms sit at indices 1, 4, 7, ... for any num_conv;
-# a state machine over digits (each digit adds itself mod 3) keeps the rule exact without capping num_conv.
-_ONE = r"[0369]*[147]"
-_TWO = r"[0369]*[258]"
-INDEX_3K_PLUS_1 = rf"(?:{_TWO}{_ONE})*(?:{_ONE}|{_TWO}{_TWO})(?:{_ONE}{_TWO}|(?:{_ONE}{_ONE}|{_TWO})(?:{_TWO}{_ONE})*(?:{_ONE}|{_TWO}{_TWO}))*[0369]*"
-
 LAYERS = (
     LayerRule(r"block\d+\.\d+\.attn\.(?:q|kv|kv1|kv2|proj)", LayerKind.LINEAR),
     LayerRule(r"block\d+\.\d+\.mlp\.fc[12]", LayerKind.LINEAR),
     LayerRule(r"head", LayerKind.LINEAR),
-    LayerRule(rf"patch_embed1\.conv\.{INDEX_3K_PLUS_1}", LayerKind.BATCHNORM),
+    # the stem Sequential repeats (conv, BatchNorm, ReLU) num_conv+1 times (then one last conv): its
+    # BatchNorms sit at indices 1, 4, 7, ... for any num_conv
+    LayerRule(r"patch_embed1\.conv\.(\d+)", LayerKind.BATCHNORM, every=(3, 1)),
 )
 
 LAYOUTS = (

@@ -16,7 +16,8 @@ How a divergence is pinned to the layer that makes it:
 
 The first layer, in PyTorch's call order, whose local difference exceeds its tolerance is the first
 divergence. Tolerances come from the family spec: ``FamilySpec.tolerances["paddle"]`` for the whole
-model and, for a layer whose Paddle kernel cannot match to that level, a key ``"paddle@<regex>"``
+model and, for a layer whose Paddle kernel cannot match to that level, a ``LayerTolerance`` in
+``FamilySpec.layer_tolerances``
 (the regex fully matches the module path) whose :class:`~porthub.spec.Tolerance` says why.
 A layer's limit is ``tolerance * max(1, max|PyTorch output|)``, as for whole-model outputs.
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -221,19 +221,16 @@ def load_report(path: str) -> ModelReport:
         raise MissingFileError(f"no such report: {path}") from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ReportError(
-            f"{path} is not a porthub layer report ({exc}); write one with porthub.report.write_report (the verify command's report)"
+            f"{path} is not a porthub layer report ({exc}); write one with porthub.report.write_report "
+            "(the verify command's report)"
         ) from None
 
 
 # ------------------------------------------------------------------------------------ tolerances
 def layer_tolerance(spec: FamilySpec, path: str) -> Tolerance:
-    """The tolerance of one module path: the first ``"paddle@<regex>"`` entry of the spec's
-    tolerances that fully matches it, else the family's Paddle tolerance."""
-    prefix = f"{PADDLE}@"
-    for key, tol in spec.tolerances.items():
-        if key.startswith(prefix) and re.fullmatch(key[len(prefix) :], path):
-            return tol
-    return spec.tolerance(PADDLE)
+    """The tolerance of one module path in Paddle's comparison with PyTorch: the spec's
+    :class:`~porthub.spec.LayerTolerance` for it, else the family's Paddle tolerance."""
+    return spec.layer_tolerance(PADDLE, path)
 
 
 # --------------------------------------------------------------------------------- tree helpers

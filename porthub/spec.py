@@ -33,6 +33,7 @@ __all__ = [
     "FeatureSet",
     "ModelRef",
     "Tolerance",
+    "LayerTolerance",
     "InputRule",
     "FamilySpec",
     "IMAGENET_EVAL_224",
@@ -71,13 +72,29 @@ class LayerKind(str, enum.Enum):
 @dataclass(frozen=True)
 class LayerRule:
     """Layers whose module path (the key without its last component) fully matches ``pattern``
-    are of ``kind``. The first matching rule of a spec wins; unmatched layers are PLAIN."""
+    are of ``kind``. The first matching rule of a spec wins; unmatched layers are PLAIN.
+
+    ``every=(period, offset)`` declares a repeating block inside a Sequential: ``pattern``'s last
+    group captures the list index, and only indices with ``index % period == offset`` match (the
+    BatchNorm of repeated (conv, BatchNorm, ReLU) triples is ``every=(3, 1)``)."""
 
     pattern: str
     kind: LayerKind
+    every: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.every is not None:
+            period, offset = self.every
+            if re.compile(self.pattern).groups < 1 or period < 1 or not 0 <= offset < period:
+                raise SpecError(f"layer rule {self.pattern!r}: every=(period, offset) needs a group capturing the "
+                                "index and 0 <= offset < period")
 
     def matches(self, module_path: str) -> bool:
-        return re.fullmatch(self.pattern, module_path) is not None
+        match = re.fullmatch(self.pattern, module_path)
+        if match is None or self.every is None:
+            return match is not None
+        index = match.group(match.re.groups)
+        return index is not None and index.isdigit() and int(index) % self.every[0] == self.every[1]
 
 
 @dataclass(frozen=True)
@@ -137,9 +154,11 @@ class Layout:
         if self.framework not in FRAMEWORKS:
             raise SpecError(f"layout {self.name!r}: framework must be one of {FRAMEWORKS}, not {self.framework!r}")
         if self.wrap is not None and self.wrap not in self.containers:
-            raise SpecError(f"layout {self.name!r} writes into {self.wrap!r} but does not read from it (add it to containers)")
+            raise SpecError(f"layout {self.name!r} writes into {self.wrap!r} but does not read from it "
+                            "(add it to containers)")
         if self.constants and self.constant_fn is None:
-            raise SpecError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn to rebuild them")
+            raise SpecError(f"layout {self.name!r} drops constants {self.constants} but has no constant_fn "
+                            "to rebuild them")
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,25 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class LayerTolerance:
+    """A looser tolerance for the modules whose path fully matches ``modules`` (a regex), in one
+    framework's comparison with PyTorch: a kernel that cannot match the family's tolerance there says
+    so, with the measured reason, instead of loosening the whole model."""
+
+    framework: str
+    modules: str
+    tolerance: Tolerance
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise SpecError(f"layer tolerance {self.modules!r}: framework must be one of {FRAMEWORKS}")
+        re.compile(self.modules)
+
+    def matches(self, framework: str, module_path: str) -> bool:
+        return framework == self.framework and re.fullmatch(self.modules, module_path) is not None
+
+
+@dataclass(frozen=True)
 class InputRule:
     """What input a model accepts, so a wrong one fails with the constraint named instead of a
     reshape error deep inside. ``multiple_of`` and ``fixed_size`` are (H, W); ``why`` says where
@@ -244,8 +282,10 @@ class FamilySpec:
     case_features: Callable[[Mapping[str, Any]], Sequence[FeatureSet]] = lambda case: ()
     #: the torch layout of a reference case's checkpoint, when it is not the first layout
     case_layout: Callable[[Mapping[str, Any]], str | None] = lambda case: None
-    #: per-framework tolerances (Paddle kernels that cannot reach float64 say so here)
+    #: per-framework tolerances of whole-model outputs, keyed "torch" / "paddle"
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    #: per-layer exceptions (Paddle kernels that cannot reach the family's tolerance there say so here)
+    layer_tolerances: Sequence[LayerTolerance] = ()
     paper: str = ""
     official_repo: str = ""
     licence: str = ""
@@ -260,6 +300,10 @@ class FamilySpec:
     classifier: str = "head"
 
     def __post_init__(self) -> None:
+        odd = sorted(set(self.tolerances) - set(FRAMEWORKS))
+        if odd:
+            raise SpecError(f"family {self.family!r}: tolerances are keyed by framework, not {odd}; a layer's own "
+                            "tolerance is a LayerTolerance in layer_tolerances")
         names = [layout.name for layout in self.layouts]
         if len(set(names)) != len(names):
             raise SpecError(f"family {self.family!r}: duplicate layout names {names}")
@@ -292,3 +336,11 @@ class FamilySpec:
 
     def tolerance(self, framework: str) -> Tolerance:
         return self.tolerances.get(framework, Tolerance())
+
+    def layer_tolerance(self, framework: str, module_path: str) -> Tolerance:
+        """The tolerance of one module (path) in ``framework``: the first :class:`LayerTolerance` that
+        matches it, else the family's tolerance for that framework."""
+        for rule in self.layer_tolerances:
+            if rule.matches(framework, module_path):
+                return rule.tolerance
+        return self.tolerance(framework)

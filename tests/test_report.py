@@ -16,7 +16,7 @@ import pytest
 from porthub.registry import FAMILIES, get_spec
 from porthub.report import (ROOT, LayerComparison, ModelReport, compare_layers, imagenet_classes, layer_tolerance,
                             summary_figures, topk_lines, write_report)
-from porthub.spec import Tolerance
+from porthub.spec import LayerTolerance, Tolerance
 
 from conftest import DATA
 
@@ -153,9 +153,13 @@ def test_layer_tolerances_come_from_the_spec():
 
     spec = get_spec("shunted")
     loose = Tolerance(1e-3, 1e-6, "planted for the test")
-    patched = dataclasses.replace(spec, tolerances={**spec.tolerances, r"paddle@block\d+\.0\.attn": loose})
+    patched = dataclasses.replace(spec, layer_tolerances=(LayerTolerance("paddle", r"block\d+\.0\.attn", loose),))
     assert layer_tolerance(patched, "block1.0.attn") is loose
     assert layer_tolerance(patched, "block1.0.attn.q") == patched.tolerance("paddle")
+    assert patched.layer_tolerance("torch", "block1.0.attn") == patched.tolerance("torch")
+    # the old string keys ("paddle@<regex>") are refused, so no exception is silently ignored
+    with pytest.raises(ValueError, match="LayerTolerance"):
+        dataclasses.replace(spec, tolerances={**spec.tolerances, r"paddle@block\d+": loose})
 
 
 def test_class_names_and_topk():
