@@ -408,7 +408,6 @@ def input_rule(ref: ModelRef) -> InputRule:
 SPEC = FamilySpec(
     family="crossformer",
     title="CrossFormer and CrossFormer++",
-    module="crossformer",
     layers=LAYERS,
     layouts=LAYOUTS,
     variants=VARIANTS,

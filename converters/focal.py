@@ -272,7 +272,6 @@ SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
 SPEC = FamilySpec(
     family="focal",
     title="Focal Transformer / Focal-fast",
-    module="focal",
     layers=LAYERS,
     layouts=LAYOUTS,
     variants=VARIANTS,

@@ -408,7 +408,6 @@ SOURCES = {variant.name: _release(variant) for variant in VARIANTS}
 SPEC = FamilySpec(
     family="seaformer",
     title="SeaFormer",
-    module="seaformer",
     layers=LAYERS,
     layouts=LAYOUTS,
     variants=VARIANTS,

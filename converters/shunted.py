@@ -172,7 +172,6 @@ def input_rule(ref: ModelRef) -> InputRule:
 SPEC = FamilySpec(
     family="shunted",
     title="Shunted Transformer",
-    module="shunted",
     layers=LAYERS,
     layouts=LAYOUTS,
     variants=VARIANTS,

@@ -341,7 +341,6 @@ def input_rule(ref: ModelRef) -> InputRule:
 SPEC = FamilySpec(
     family="twins",
     title="Twins (PCPVT and SVT)",
-    module="twins",
     layers=LAYERS,
     layouts=LAYOUTS,
     variants=VARIANTS,

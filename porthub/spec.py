@@ -274,7 +274,6 @@ class FamilySpec:
 
     family: str
     title: str
-    module: str
     layers: tuple[LayerRule, ...]
     layouts: tuple[Layout, ...]
     variants: tuple[Variant, ...]
@@ -314,6 +313,11 @@ class FamilySpec:
                 raise SpecError(
                     f"variant {variant.name!r}: release_layout {variant.release_layout!r} is not one of {names}"
                 )
+
+    @property
+    def module(self) -> str:
+        """The family's module name in converters/, torch_models/ and paddle_models/: its name."""
+        return self.family
 
     def kind_of(self, module_path: str) -> LayerKind:
         for rule in self.layers:

@@ -16,7 +16,6 @@ def _spec(**layout_kw) -> FamilySpec:
     return FamilySpec(
         family="toy",
         title="Toy",
-        module="toy",
         layers=(LayerRule(r"fc|head", LayerKind.LINEAR), LayerRule(r"bn", LayerKind.BATCHNORM)),
         layouts=(
             Layout("official", containers=("model",), wrap="model"),
