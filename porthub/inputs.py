@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .errors import InputError
+from .errors import InputError, ModelConfigError
 from .spec import InputRule
 
 __all__ = ["check_input", "describe", "smallest_side", "InputCheck", "FLOAT_DTYPES"]
@@ -89,7 +89,7 @@ def smallest_side(accepts: Callable[[int], bool], limit: int = 1 << 14) -> int:
     for side in range(1, limit + 1):
         if accepts(side):
             return side
-    raise ValueError(f"no side length up to {limit} fits these constructor arguments; check the stage strides")
+    raise ModelConfigError(f"no side length up to {limit} fits these constructor arguments; check the stage strides")
 
 
 class InputCheck:
