@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..catalogue import Location, Release, SourceKind, provenance
-from ..errors import FrameworkMissingError, HubError, IntegrityError, SourceUnavailableError, UnknownModelError
+from ..errors import (
+    FrameworkMissingError,
+    HubError,
+    InputError,
+    IntegrityError,
+    SourceUnavailableError,
+    UnknownModelError,
+)
 from .http import download, mirror_url
 
 __all__ = ["FetchedSource", "catalogue", "fetch_official", "install", "install_details", "pretrained_from_official",
@@ -98,7 +105,7 @@ def _check_kinds(source: str | Sequence[str] | None) -> tuple[str, ...]:
     kinds = SOURCE_KINDS if source is None else ((source,) if isinstance(source, str) else tuple(source))
     bad = [k for k in kinds if k not in SOURCE_KINDS]
     if bad:
-        raise ValueError(f"source {bad[0]!r} is not one of {', '.join(SOURCE_KINDS)}")
+        raise InputError(f"source {bad[0]!r} is not one of {', '.join(SOURCE_KINDS)}")
     return kinds
 
 
