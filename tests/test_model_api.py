@@ -330,11 +330,11 @@ def test_transform_is_the_family_recipe():
 
 @pytest.mark.parametrize("spec,variant", EVERY_CLASS)
 def test_info_and_card_show_the_preprocessing(spec, variant):
-    from porthub.hub.card import _preprocessing_line
+    from porthub.hub.card import preprocessing_line
 
     config = porthub.data_config(variant.name)
     mean = ", ".join(f"{m:.4g}" for m in config["mean"])
-    line = _preprocessing_line(variant)
+    line = preprocessing_line(variant)
     assert f"mean {[round(m, 4) for m in config['mean']]}" in line and config["interpolation"] in line
     run = [sys.executable, "-m", "porthub.cli", "info", variant.name]
     text = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout

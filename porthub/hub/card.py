@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from ..catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
 from ..spec import FamilySpec, Variant
 
-__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml"]
+__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml", "preprocessing_line"]
 
 #: SPDX-style identifiers the Hub accepts as ``license`` (the ones the official repositories use)
 _HUB_LICENCES = (
@@ -146,7 +146,7 @@ def _table(rows: Sequence[Sequence[Any]], head: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def _preprocessing_line(variant: Variant) -> str:
+def preprocessing_line(variant: Variant) -> str:
     """The family's evaluation preprocessing, read from its spec (the same text for every family and task)."""
     from ..preprocess import data_config
 
@@ -239,7 +239,7 @@ state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {co
 ```
 
 `config.json` alone rebuilds the model (`architecture`, `constructor_kwargs`) in either framework.
-Evaluation preprocessing (`porthub.data_config("{variant.name}")`): {_preprocessing_line(variant)}
+Evaluation preprocessing (`porthub.data_config("{variant.name}")`): {preprocessing_line(variant)}
 
 ## Files
 
