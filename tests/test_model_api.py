@@ -343,3 +343,31 @@ def test_info_and_card_show_the_preprocessing(spec, variant):
                                         check=True).stdout)
     assert machine["name"] == variant.name and machine["data_config"]["crop_pct"] == config["crop_pct"]
     assert machine["data_config"]["mean"] == list(config["mean"])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_dense_backbones_describe_their_maps(framework):
+    """The official dense backbones (CrossFormer's detection/segmentation class, SeaFormer's segmentation
+    backbone) carry feature_info too; CrossFormer's takes out_indices."""
+    from porthub.registry import get_spec
+
+    try:
+        from porthub.runtime import model_class
+    except ImportError:
+        from porthub.frameworks import model_class
+
+    cross = dict(TINY["CrossFormer"][0])
+    for kwargs, out_indices in ((cross, (0, 1, 2, 3)), ({**cross, "out_indices": (2, 3)}, (2, 3))):
+        model = model_class(get_spec("crossformer"), "CrossFormerBackbone", framework)(**kwargs)
+        model.eval()
+        maps, _ = run_model(model, np.ones((1, 3, 96, 64), "float32"), framework)
+        assert len(maps) == len(out_indices)
+        assert model.feature_info.module_name() == [f"layers.{i}" for i in out_indices]
+        _check_feature_info(model, [np.asarray(m) for m in maps], (96, 64))
+    sea = dict(TINY["SeaFormer"][0], num_heads=4)
+    model = model_class(get_spec("seaformer"), "SeaFormerBackbone", framework)(**sea)
+    model.eval()
+    maps, _ = run_model(model, np.ones((1, 3, 128, 128), "float32"), framework)
+    _check_feature_info(model, [np.asarray(m) for m in maps], (128, 128))
+    with pytest.raises(TypeError, match="num_clases"):
+        model_class(get_spec("crossformer"), "CrossFormerBackbone", framework)(**cross, num_clases=3)
