@@ -52,6 +52,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+_HOW_TO_PROVIDE_CLI = ("publish it with `porthub push MODEL --weights CHECKPOINT`, point PORTHUB_HOME at a hub that "
+                       "has it, or set HF_ENDPOINT to a reachable Hub")
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from .hub import default_repo_id, fetch
     from .registry import resolve
@@ -66,7 +70,16 @@ def cmd_download(args: argparse.Namespace) -> int:
 
         fetched = aistudio_fetch(target, frameworks, args.revision)
     else:
-        fetched = fetch(target, frameworks, args.revision, args.hub)
+        from .errors import HubError
+        from .hub.repo import HOW_TO_PROVIDE
+
+        try:
+            fetched = fetch(target, frameworks, args.revision, args.hub)
+        except HubError as exc:
+            if HOW_TO_PROVIDE not in str(exc):
+                raise
+            # the library says what to do in its words; the command line names the command and flags
+            raise type(exc)(str(exc).replace(HOW_TO_PROVIDE, _HOW_TO_PROVIDE_CLI)) from None
     if args.json:
         print(
             json.dumps(
