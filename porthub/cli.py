@@ -109,6 +109,33 @@ def _parser() -> argparse.ArgumentParser:
                    help="verify in this dtype (repeatable; default both)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
+    s = sub.add_parser("evaluate", help="measure top-1/top-5 (or mIoU) on a validation folder, in either "
+                       "framework or both")
+    s.add_argument("model", help="registered model (see `porthub list`)")
+    s.add_argument("--data", required=True, metavar="DIR", help="one sub-folder per class (WordNet ids: ImageNet-1k "
+                   "indices), a flat folder with val.txt/labels.txt ('FILENAME LABEL'), or for segmentation models "
+                   "images/ + annotations/ (ADE20K layout)")
+    s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
+    s.add_argument("--weights", metavar="FILE", help="checkpoint in any layout porthub reads (default: the published "
+                   "weights, from the hubs then the official source)")
+    s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
+    s.add_argument("--batch-size", type=int, default=32, metavar="B")
+    s.add_argument("--workers", type=int, metavar="W", help="decoding threads (default: up to 8, the cores)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("publish-zoo", help="(maintainers) fetch, convert, verify and publish every available "
+                       "official file")
+    s.add_argument("--hub", required=True, metavar="DEST",
+                   help="local (PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL")
+    s.add_argument("--sources", metavar="DIR", action="append",
+                   help="a folder of official files under their official names (repeatable; before PORTHUB_SOURCES)")
+    s.add_argument("--data", metavar="DIR", help="also evaluate each published model on this validation folder")
+    s.add_argument("--only", metavar="PATTERN", action="append",
+                   help="only variants matching this shell pattern (repeatable)")
+    s.add_argument("--dtype", action="append", choices=("float32", "float64"),
+                   help="verify in this dtype (default both)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
     s.add_argument("families", nargs="*")
     return p
@@ -309,6 +336,48 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 _COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests,
              "push": _cmd_push, "download": _cmd_download}
 _COMMANDS["fetch"] = _cmd_fetch
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.model, args.data, args.framework, args.weights, args.limit, args.batch_size, args.workers,
+                      progress=None if not args.json else False)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']} on {args.data}: {result['samples']} images ({result['layout']}), "
+          f"weights {result['weights']}")
+    for fw, r in result["frameworks"].items():
+        speed = f"  ({r['images_per_s']:.1f} images/s)" if r.get("images_per_s") else ""
+        if "top1" in r:
+            print(f"{fw:<7} top-1 {100 * r['top1']:.2f}%  top-{result['top_k']} {100 * r['top5']:.2f}%{speed}")
+        else:
+            print(f"{fw:<7} mIoU {100 * r['miou']:.2f}%  aAcc {100 * r['aacc']:.2f}%{speed}")
+    if result.get("agreement_top1") is not None:
+        print(f"torch and paddle agree on the top-1 class of {100 * result['agreement_top1']:.2f}% of the images")
+    if result.get("agreement_pixels") is not None:
+        print(f"torch and paddle agree on {100 * result['agreement_pixels']:.4f}% of the pixels")
+    if result.get("protocol"):
+        print(f"protocol: {result['protocol']}")
+    return 0
+
+
+def _cmd_publish_zoo(args: argparse.Namespace) -> int:
+    from .zoo import publish_zoo
+
+    say = (lambda _msg: None) if args.json else (lambda msg: print(f"porthub: {msg}", file=sys.stderr, flush=True))
+    report = publish_zoo(args.hub, args.sources, args.data, args.only, tuple(args.dtype or ("float32", "float64")),
+                         say=say)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(report.table())
+    return 0 if report.ok else 1
+
+
+_COMMANDS["evaluate"] = _cmd_evaluate
+_COMMANDS["publish-zoo"] = _cmd_publish_zoo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
