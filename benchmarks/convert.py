@@ -49,7 +49,8 @@ import atexit, json, os, sys
 def _hwm():
     with open("/proc/self/status", encoding="ascii") as fh:
         kb = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
-    sys.stdout.write("\\n" + json.dumps({"peak_rss": kb * 1024, "frameworks": sorted(m for m in ("torch", "paddle") if m in sys.modules)}) + "\\n")
+    frameworks = sorted(m for m in ("torch", "paddle") if m in sys.modules)
+    sys.stdout.write("\\n" + json.dumps({"peak_rss": kb * 1024, "frameworks": frameworks}) + "\\n")
     sys.stdout.flush()
 atexit.register(_hwm)
 if os.environ.get("PORTHUB_BENCH_BLOCK"):
@@ -60,13 +61,18 @@ if os.environ.get("PORTHUB_BENCH_BLOCK"):
     sys.meta_path.insert(0, _Block())
 """
 
-CLI = PRELUDE + """
+CLI = (
+    PRELUDE
+    + """
 import runpy
 sys.argv = ["porthub"] + sys.argv[1:]
 runpy.run_module("porthub.cli", run_name="__main__")
 """
+)
 
-TIMED_CONVERT = PRELUDE + """
+TIMED_CONVERT = (
+    PRELUDE
+    + """
 import time
 from porthub.convert import convert_file, resolve_target
 target = resolve_target(sys.argv[1])
@@ -74,8 +80,11 @@ t = time.perf_counter()
 convert_file(target, sys.argv[2], sys.argv[3], sys.argv[4], force=True)
 print(json.dumps({"inner": time.perf_counter() - t}))
 """
+)
 
-NAIVE = PRELUDE + """
+NAIVE = (
+    PRELUDE
+    + """
 import time
 t0 = time.perf_counter()
 import numpy as np, torch, paddle
@@ -117,6 +126,7 @@ else:
     torch.save(model.state_dict(), out)
 print(json.dumps({"inner": time.perf_counter() - t1, "startup": t1 - t0}))
 """
+)
 
 
 def run_child(cmd: list[str], block: bool = False) -> dict:
@@ -148,8 +158,10 @@ def best(runs: list[dict]) -> dict:
 def make_checkpoint(name: str, path: str) -> int:
     spec, variant = resolve(name)
     rng = np.random.default_rng(0)
-    state = {k: (rng.standard_normal(s, dtype=np.float32).astype(d) if np.dtype(d).kind == "f" else np.zeros(s, d))
-             for k, (s, d) in load_manifest(spec, variant).entries.items()}
+    state = {
+        k: (rng.standard_normal(s, dtype=np.float32).astype(d) if np.dtype(d).kind == "f" else np.zeros(s, d))
+        for k, (s, d) in load_manifest(spec, variant).entries.items()
+    }
     layout = spec.layout(variant.release_layout)
     from porthub.engine import from_canonical
 
@@ -166,7 +178,9 @@ def largest_variants() -> list[str]:
         sizes = []
         for variant in spec.variants:
             entries = load_manifest(spec, variant).entries.values()
-            sizes.append((sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in entries), variant.name))
+            sizes.append(
+                (sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in entries), variant.name)
+            )
         names.append(max(sizes)[1])
     return names
 
@@ -216,7 +230,9 @@ def bench(model: str, repeat: int, tmp: str) -> tuple[dict, list[tuple[str, floa
     nv_to, nv_back = best(runs["nv_to"]), best(runs["nv_back"])
     inner_to = min(r["inner"] for r in runs["inner_to"])
     inner_back = min(r["inner"] for r in runs["inner_back"])
-    used = sorted({fw for key in ("ph_to", "ph_back", "inner_to", "inner_back") for r in runs[key] for fw in r["frameworks"]})
+    used = sorted(
+        {fw for key in ("ph_to", "ph_back", "inner_to", "inner_back") for r in runs[key] for fw in r["frameworks"]}
+    )
     rows = [
         ("to Paddle: straightforward / porthub (whole process)", nv_to["wall"] / ph_to["wall"], ">= 8x"),
         ("back to PyTorch: straightforward / porthub (whole process)", nv_back["wall"] / ph_back["wall"], ">= 8x"),
@@ -224,13 +240,23 @@ def bench(model: str, repeat: int, tmp: str) -> tuple[dict, list[tuple[str, floa
         ("back to PyTorch: porthub peak memory / checkpoint size", ph_back["peak_rss"] / size, "<= 1.3x"),
         ("to Paddle: conversion after start-up / plain copy", inner_to / copy, "<= 3x"),
         ("back to PyTorch: conversion after start-up / plain copy", inner_back / copy, "<= 3x"),
-        ("straightforward converter peak memory / checkpoint size", max(nv_to["peak_rss"], nv_back["peak_rss"]) / size, "(reference)"),
+        (
+            "straightforward converter peak memory / checkpoint size",
+            max(nv_to["peak_rss"], nv_back["peak_rss"]) / size,
+            "(reference)",
+        ),
     ]
-    figures = {"model": model, "checkpoint_bytes": size, "copy_s": copy, "load": [load_before, load_average()],
-               "porthub": {"to": ph_to, "back": ph_back, "inner_to_s": inner_to, "inner_back_s": inner_back},
-               "straightforward": {"to": nv_to, "back": nv_back}, "frameworks_imported_by_porthub": used,
-               "round_trip_byte_identical": round_trip_identical,
-               "ratios": {label: value for label, value, _ in rows}}
+    figures = {
+        "model": model,
+        "checkpoint_bytes": size,
+        "copy_s": copy,
+        "load": [load_before, load_average()],
+        "porthub": {"to": ph_to, "back": ph_back, "inner_to_s": inner_to, "inner_back_s": inner_back},
+        "straightforward": {"to": nv_to, "back": nv_back},
+        "frameworks_imported_by_porthub": used,
+        "round_trip_byte_identical": round_trip_identical,
+        "ratios": {label: value for label, value, _ in rows},
+    }
     return figures, rows
 
 
@@ -252,16 +278,27 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         results.append(figures)
         pt, ns = figures["porthub"], figures["straightforward"]
-        print(f"{model}: checkpoint {figures['checkpoint_bytes'] / 1e6:.1f} MB; {figures['load'][0]} (before), {figures['load'][1]} (after)")
-        print(f"  plain copy {figures['copy_s'] * 1e3:.0f} ms | porthub {pt['to']['wall']:.2f} s / {pt['back']['wall']:.2f} s whole process, "
-              f"{pt['inner_to_s'] * 1e3:.0f} / {pt['inner_back_s'] * 1e3:.0f} ms after start-up | "
-              f"straightforward {ns['to']['wall']:.2f} s / {ns['back']['wall']:.2f} s")
+        print(
+            f"{model}: checkpoint {figures['checkpoint_bytes'] / 1e6:.1f} MB; "
+            f"{figures['load'][0]} (before), {figures['load'][1]} (after)"
+        )
+        print(
+            f"  plain copy {figures['copy_s'] * 1e3:.0f} ms | "
+            f"porthub {pt['to']['wall']:.2f} s / {pt['back']['wall']:.2f} s whole process, "
+            f"{pt['inner_to_s'] * 1e3:.0f} / {pt['inner_back_s'] * 1e3:.0f} ms after start-up | "
+            f"straightforward {ns['to']['wall']:.2f} s / {ns['back']['wall']:.2f} s"
+        )
         fw_ok = not figures["frameworks_imported_by_porthub"]
-        print(f"  porthub ran with torch and paddle unimportable: {'ok' if fw_ok else 'MISSED: imported ' + ', '.join(figures['frameworks_imported_by_porthub'])}; "
-              f"round trip byte-identical to the source: {'yes' if figures['round_trip_byte_identical'] else 'NO'}")
+        print(
+            "  porthub ran with torch and paddle unimportable: "
+            f"{'ok' if fw_ok else 'MISSED: imported ' + ', '.join(figures['frameworks_imported_by_porthub'])}; "
+            f"round trip byte-identical to the source: {'yes' if figures['round_trip_byte_identical'] else 'NO'}"
+        )
         ok &= fw_ok and figures["round_trip_byte_identical"]
         for label, value, target in rows:
-            good = target == "(reference)" or (value >= float(target[3:-1]) if target.startswith(">=") else value <= float(target[3:-1]))
+            good = target == "(reference)" or (
+                value >= float(target[3:-1]) if target.startswith(">=") else value <= float(target[3:-1])
+            )
             ok &= good
             print(f"  {label:<62} {value:6.2f}x  target {target:<10} {'ok' if good else 'MISSED'}")
     if args.json:

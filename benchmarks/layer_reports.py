@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=2 python benchmarks/layer_reports.py --out bench-out/layer_reports             # every variant
     OMP_NUM_THREADS=2 python benchmarks/layer_reports.py --smallest --dtypes float64              # one per family
-    OMP_NUM_THREADS=2 python benchmarks/layer_reports.py shunted_t --dtypes float32 float64 --png docs/img/shunted_t_report.png
+    OMP_NUM_THREADS=2 python benchmarks/layer_reports.py shunted_t --dtypes float32 float64 \\
+        --png docs/img/shunted_t_report.png
 
 Writes ``<model>_report.{json,md,png}`` per variant and ``summary.json`` (the figures of
 :func:`porthub.report.summary_figures`), one model in memory at a time, and exits 1 when any layer of
@@ -65,16 +66,24 @@ def main() -> int:
         cells = []
         for dtype in args.dtypes:
             f = figures[dtype]
-            cells.append(f"{dtype}: {f['layers_within_tolerance']}/{f['layers']} layers ok, worst local {f['worst_local_scaled']:.1e} "
-                         f"({f['worst_local_layer']}), output {f['output_max_abs']:.1e}, first divergence {f['first_divergence']}")
-        print(f"{'ok  ' if report.ok else 'FAIL'} {name:<30} {figures['seconds']:>6.1f}s  " + "; ".join(cells), flush=True)
+            cells.append(
+                f"{dtype}: {f['layers_within_tolerance']}/{f['layers']} layers ok, "
+                f"worst local {f['worst_local_scaled']:.1e} ({f['worst_local_layer']}), "
+                f"output {f['output_max_abs']:.1e}, first divergence {f['first_divergence']}"
+            )
+        print(
+            f"{'ok  ' if report.ok else 'FAIL'} {name:<30} {figures['seconds']:>6.1f}s  " + "; ".join(cells), flush=True
+        )
         if args.png:
             with open(paths["png"], "rb") as src, atomic_write(args.png) as dst:
                 shutil.copyfileobj(src, dst)
         del report
     with atomic_write(os.path.join(args.out, "summary.json")) as fh:
         fh.write(json.dumps(summary, indent=1).encode("utf-8"))
-    print(f"{len(names) - len(failed)}/{len(names)} models with every layer within tolerance" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(names) - len(failed)}/{len(names)} models with every layer within tolerance"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

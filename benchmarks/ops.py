@@ -153,7 +153,10 @@ GLIBC_KEEP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 
 def _preloads() -> dict[str, str]:
     found = {}
-    for label, pattern in (("jemalloc", "/usr/lib/*/libjemalloc.so.2"), ("tcmalloc", "/usr/lib/*/libtcmalloc_minimal.so.4")):
+    for label, pattern in (
+        ("jemalloc", "/usr/lib/*/libjemalloc.so.2"),
+        ("tcmalloc", "/usr/lib/*/libtcmalloc_minimal.so.4"),
+    ):
         hits = glob.glob(pattern)
         if hits:
             found[label] = hits[0]
@@ -161,8 +164,12 @@ def _preloads() -> dict[str, str]:
 
 
 def env_variants() -> list[tuple[str, dict[str, str]]]:
-    variants = [("porthub default (OMP_NUM_THREADS unset)", {}), ("OMP_NUM_THREADS=1 (paddle's default)", {"OMP_NUM_THREADS": "1"}),
-                ("MKL_DEBUG_CPU_TYPE empty (MKL's own path; porthub sets 5 on AMD with AVX2)", {"MKL_DEBUG_CPU_TYPE": ""}), ("glibc malloc keeping freed memory", {"GLIBC_TUNABLES": GLIBC_KEEP})]
+    variants = [
+        ("porthub default (OMP_NUM_THREADS unset)", {}),
+        ("OMP_NUM_THREADS=1 (paddle's default)", {"OMP_NUM_THREADS": "1"}),
+        ("MKL_DEBUG_CPU_TYPE empty (MKL's own path; porthub sets 5 on AMD with AVX2)", {"MKL_DEBUG_CPU_TYPE": ""}),
+        ("glibc malloc keeping freed memory", {"GLIBC_TUNABLES": GLIBC_KEEP}),
+    ]
     for label, path in _preloads().items():
         variants.append((f"LD_PRELOAD={label}", {"LD_PRELOAD": path}))
     return variants
@@ -190,8 +197,12 @@ def run_env(batch: int, repeat: int) -> int:
         base = base or got
         for name in SHAPES:
             r = got["ops"][name]
-            print(f"    {name:<10} torch {r['torch'] * 1e3:8.2f} ms ({r['torch'] / base['ops'][name]['torch']:4.2f}x default)"
-                  f"  paddle {r['paddle'] * 1e3:8.2f} ms ({r['paddle'] / base['ops'][name]['paddle']:4.2f}x default)  ratio {r['ratio']:5.2f}")
+            print(
+                f"    {name:<10} torch {r['torch'] * 1e3:8.2f} ms "
+                f"({r['torch'] / base['ops'][name]['torch']:4.2f}x default)"
+                f"  paddle {r['paddle'] * 1e3:8.2f} ms "
+                f"({r['paddle'] / base['ops'][name]['paddle']:4.2f}x default)  ratio {r['ratio']:5.2f}"
+            )
     return 0
 
 
@@ -209,12 +220,16 @@ def main() -> int:
     if args.raw:
         print(json.dumps({"threads": threads_info(), "ops": ops}))
         return 0
-    print(f"per-op Paddle / PyTorch, batch {args.batch}, fastest of {args.repeat} alternating calls; {threads_info()}; "
-          f"{load_average()}; machine: {machine()}")
+    print(
+        f"per-op Paddle / PyTorch, batch {args.batch}, fastest of {args.repeat} alternating calls; {threads_info()}; "
+        f"{load_average()}; machine: {machine()}"
+    )
     for name, desc in SHAPES.items():
         r = ops[name]
-        print(f"  {name:<10} {desc:<42} torch {r['torch'] * 1e3:8.2f} ms  paddle {r['paddle'] * 1e3:8.2f} ms  "
-              f"ratio {r['ratio']:5.2f}x  (target: none, the kernels' own; infer.py predicts from these)")
+        print(
+            f"  {name:<10} {desc:<42} torch {r['torch'] * 1e3:8.2f} ms  paddle {r['paddle'] * 1e3:8.2f} ms  "
+            f"ratio {r['ratio']:5.2f}x  (target: none, the kernels' own; infer.py predicts from these)"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"machine": machine(), "threads": threads_info(), "batch": args.batch, "ops": ops}, fh, indent=1)

@@ -72,11 +72,24 @@ def _small_objects(rng: random.Random) -> list[Any]:
     shared = np.linspace(-1, 1, 10)
     objs: list[Any] = [
         {"w": a, "b": np.zeros(4, np.float32), "idx": np.arange(5, dtype=np.int64)},
-        {"model": {"layer.weight": a, "layer.bias": np.float64(0.5) * np.ones(3), "tied": shared, "tied2": shared},
-         "epoch": 3, "best": 81.25, "name": "run-1", "flags": [True, False, None], "hist": (1, 2.5, "x")},
-        {"f16": np.ones((2, 2), np.float16), "i8": np.array([-1, 2], np.int8), "u8": np.array([1, 255], np.uint8),
-         "i16": np.array([3], np.int16), "i32": np.array([7, 8], np.int32), "bool": np.array([True, False]),
-         "scalar": np.array(3.5, np.float32), "empty": np.zeros((0, 3), np.float32)},
+        {
+            "model": {"layer.weight": a, "layer.bias": np.float64(0.5) * np.ones(3), "tied": shared, "tied2": shared},
+            "epoch": 3,
+            "best": 81.25,
+            "name": "run-1",
+            "flags": [True, False, None],
+            "hist": (1, 2.5, "x"),
+        },
+        {
+            "f16": np.ones((2, 2), np.float16),
+            "i8": np.array([-1, 2], np.int8),
+            "u8": np.array([1, 255], np.uint8),
+            "i16": np.array([3], np.int16),
+            "i32": np.array([7, 8], np.int32),
+            "bool": np.array([True, False]),
+            "scalar": np.array(3.5, np.float32),
+            "empty": np.zeros((0, 3), np.float32),
+        },
     ]
     objs.append({f"blocks.{i}.w": rng.random() * np.ones((i + 1, 2), np.float32) for i in range(12)})
     return objs
@@ -110,7 +123,8 @@ def seed_corpus(repo: str = REPO, max_real: int = 3_000_000) -> dict[str, list[t
             data = fh.read()
         name = os.path.relpath(path, repo)
         seeds["pth"].append((name, data))
-    # porthub's own files: the first real checkpoint's tensors (some of them, to keep inputs small) and the synthetic objects
+    # porthub's own files: the first real checkpoint's tensors (some of them, to keep inputs small)
+    # and the synthetic objects
     if real:
         state = _flat_arrays(load_checkpoint(real[0]))
         subset = dict(list(state.items())[:24])
@@ -128,26 +142,125 @@ def seed_corpus(repo: str = REPO, max_real: int = 3_000_000) -> dict[str, list[t
 
 
 # ------------------------------------------------------------------------------------- mutators
-_INTERESTING_INTS = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
-                     0xFFFFFFFF, 0x100000000, 2**40, 2**62, 2**63 - 1, 2**63, 2**64 - 1, -1, -2, -(2**31), -(2**63)]
+_INTERESTING_INTS = [
+    0,
+    1,
+    2,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+    0x100000000,
+    2**40,
+    2**62,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    -1,
+    -2,
+    -(2**31),
+    -(2**63),
+]
 
 # Pickle snippets spliced in by the opcode-aware mutator: resource claims, deep nesting, forbidden
 # and allowed globals with odd arguments, every stack and memo opcode.
 _SNIPPETS: list[bytes] = [
-    b"r\xff\xff\xff\x7f", b"q\xff", b"j\xff\xff\xff\x00", b"h\x00", b"h\x05", b"g99999\n", b"p99999999\n", b"\x94",
-    b"\x8e" + (2**40).to_bytes(8, "little"), b"\x95" + (2**40).to_bytes(8, "little"), b"B\xff\xff\xff\x7f",
-    b"X\xff\xff\xff\xff", b"\x8b\xff\xff\xff\x7f", b"\x8d" + (2**35).to_bytes(8, "little"), b"\x96" + (2**33).to_bytes(8, "little"),
-    b")" + b"\x85" * 3000, b"]" * 2000 + b"a" * 1999, b"(" * 500, b"t" * 50, b"}" * 100, b"(" * 300 + b"t" * 300,
-    b"cos\nsystem\n", b"\x8c\x05posix\x8c\x06system\x93", b"cbuiltins\neval\n", b"c__builtin__\nexec\n",
-    b"cnumpy\ndtype\n", b"ctorch._utils\n_rebuild_tensor_v2\n", b"ccollections\nOrderedDict\n", b"c_codecs\nencode\n",
-    b"cnumpy.core.multiarray\n_reconstruct\n", b"cnumpy\nndarray\n", b"ctorch\nFloatStorage\n", b"cargparse\nNamespace\n",
-    b"cnumpy._core.numeric\n_frombuffer\n", b"cnumpy.core.multiarray\nscalar\n", b"ctorch._tensor\n_rebuild_from_type_v2\n",
-    b"R", b"b", b"\x81", b"\x92", b"o", b"i", b"\x82\x01", b"\x83\x01\x00", b"\x84\x01\x00\x00\x00", b"Q", b"P1\n",
-    b"}", b"]", b")", b"u", b"s", b"e", b"a", b"0", b"1", b"2", b"N", b"t", b"l", b"d", b"\x90", b"\x91", b"\x8f",
-    b"\x85", b"\x86", b"\x87", b"(", b".", b"\x80\x05", b"\x97", b"\x98", b"I99999999999999999999\n", b"L" + b"9" * 5000 + b"L\n",
-    b"F1e999\n", b"S'abc'\n", b"V\\u1234\n", b"K\x03", b"J\xff\xff\xff\xff", b"\x8a\x09" + b"\xff" * 9, b"G" + b"\x7f\xf0" + b"\x00" * 6,
-    b"X\x02\x00\x00\x00f4", b"X\x01\x00\x00\x00O", b"X\x03\x00\x00\x00V16", b"X\x02\x00\x00\x00>f", b"X\x02\x00\x00\x00c8",
-    b"C\x04abcd", b"\x8c\x03cpu", b"X\x07\x00\x00\x00storage",
+    b"r\xff\xff\xff\x7f",
+    b"q\xff",
+    b"j\xff\xff\xff\x00",
+    b"h\x00",
+    b"h\x05",
+    b"g99999\n",
+    b"p99999999\n",
+    b"\x94",
+    b"\x8e" + (2**40).to_bytes(8, "little"),
+    b"\x95" + (2**40).to_bytes(8, "little"),
+    b"B\xff\xff\xff\x7f",
+    b"X\xff\xff\xff\xff",
+    b"\x8b\xff\xff\xff\x7f",
+    b"\x8d" + (2**35).to_bytes(8, "little"),
+    b"\x96" + (2**33).to_bytes(8, "little"),
+    b")" + b"\x85" * 3000,
+    b"]" * 2000 + b"a" * 1999,
+    b"(" * 500,
+    b"t" * 50,
+    b"}" * 100,
+    b"(" * 300 + b"t" * 300,
+    b"cos\nsystem\n",
+    b"\x8c\x05posix\x8c\x06system\x93",
+    b"cbuiltins\neval\n",
+    b"c__builtin__\nexec\n",
+    b"cnumpy\ndtype\n",
+    b"ctorch._utils\n_rebuild_tensor_v2\n",
+    b"ccollections\nOrderedDict\n",
+    b"c_codecs\nencode\n",
+    b"cnumpy.core.multiarray\n_reconstruct\n",
+    b"cnumpy\nndarray\n",
+    b"ctorch\nFloatStorage\n",
+    b"cargparse\nNamespace\n",
+    b"cnumpy._core.numeric\n_frombuffer\n",
+    b"cnumpy.core.multiarray\nscalar\n",
+    b"ctorch._tensor\n_rebuild_from_type_v2\n",
+    b"R",
+    b"b",
+    b"\x81",
+    b"\x92",
+    b"o",
+    b"i",
+    b"\x82\x01",
+    b"\x83\x01\x00",
+    b"\x84\x01\x00\x00\x00",
+    b"Q",
+    b"P1\n",
+    b"}",
+    b"]",
+    b")",
+    b"u",
+    b"s",
+    b"e",
+    b"a",
+    b"0",
+    b"1",
+    b"2",
+    b"N",
+    b"t",
+    b"l",
+    b"d",
+    b"\x90",
+    b"\x91",
+    b"\x8f",
+    b"\x85",
+    b"\x86",
+    b"\x87",
+    b"(",
+    b".",
+    b"\x80\x05",
+    b"\x97",
+    b"\x98",
+    b"I99999999999999999999\n",
+    b"L" + b"9" * 5000 + b"L\n",
+    b"F1e999\n",
+    b"S'abc'\n",
+    b"V\\u1234\n",
+    b"K\x03",
+    b"J\xff\xff\xff\xff",
+    b"\x8a\x09" + b"\xff" * 9,
+    b"G" + b"\x7f\xf0" + b"\x00" * 6,
+    b"X\x02\x00\x00\x00f4",
+    b"X\x01\x00\x00\x00O",
+    b"X\x03\x00\x00\x00V16",
+    b"X\x02\x00\x00\x00>f",
+    b"X\x02\x00\x00\x00c8",
+    b"C\x04abcd",
+    b"\x8c\x03cpu",
+    b"X\x07\x00\x00\x00storage",
 ]
 
 
@@ -198,24 +311,24 @@ def mutate_bytes(data: bytes, rng: random.Random, donors: list[bytes]) -> bytes:
             buf[rng.randrange(n)] = rng.choice((0, 1, 0x7F, 0x80, 0xFF, ord("\n"), ord("."), ord("(")))
     elif kind == 2:  # overwrite with a boundary integer
         raw = _int_bytes(rng)
-        buf[pos:pos + len(raw)] = raw
+        buf[pos : pos + len(raw)] = raw
     elif kind == 3:  # truncate
-        del buf[rng.randrange(n + 1):]
+        del buf[rng.randrange(n + 1) :]
     elif kind == 4:  # delete a range
-        del buf[pos:pos + rng.randint(1, 64)]
+        del buf[pos : pos + rng.randint(1, 64)]
     elif kind == 5:  # insert random bytes
         buf[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
     elif kind == 6 and n:  # duplicate a range
-        chunk = buf[pos:pos + rng.randint(1, 256)]
+        chunk = buf[pos : pos + rng.randint(1, 256)]
         at = rng.randrange(n)
         buf[at:at] = chunk * rng.randint(1, 4)
     elif kind == 7 and donors:  # splice with another file of the same format
         other = rng.choice(donors)
         cut = rng.randrange(len(other) + 1)
-        buf = buf[:pos] + bytearray(other[cut:cut + rng.randint(1, 4096)]) + buf[pos:]
+        buf = buf[:pos] + bytearray(other[cut : cut + rng.randint(1, 4096)]) + buf[pos:]
     elif kind == 8:  # zero a range
         length = rng.randint(1, 512)
-        buf[pos:pos + length] = bytes(len(buf[pos:pos + length]))
+        buf[pos : pos + length] = bytes(len(buf[pos : pos + length]))
     elif kind == 9:  # append junk
         buf += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
     else:  # splice in a pickle snippet anywhere
@@ -233,7 +346,7 @@ def mutate_pickle(data: bytes, rng: random.Random) -> bytes:
     if kind == 0 and end > arg_start:  # a boundary value in the argument (a length, an index, a number)
         raw = _int_bytes(rng)
         width = min(len(raw), end - arg_start)
-        return data[:arg_start] + raw[:width] + data[arg_start + width:]
+        return data[:arg_start] + raw[:width] + data[arg_start + width :]
     if kind == 1:  # delete the opcode
         return data[:pos] + data[end:]
     if kind == 2:  # duplicate the opcode
@@ -250,8 +363,18 @@ def _zip_entries(data: bytes) -> list[tuple[zipfile.ZipInfo, bytes]] | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return [(info, zf.read(info)) for info in zf.infolist()]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, RuntimeError,
-            zlib.error, lzma.LZMAError):
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        struct.error,
+        RuntimeError,
+        zlib.error,
+        lzma.LZMAError,
+    ):
         # the mutator re-reads inputs it already damaged (RuntimeError: an entry flagged as encrypted)
         return None
 
@@ -298,21 +421,47 @@ def mutate_pth(data: bytes, rng: random.Random, donors: list[bytes]) -> bytes:
         name, payload = items[i]
         if rng.random() < 0.5:
             payload = b"\x00" * (8 * 1024 * 1024)
-        return build_zip(items[:i] + [(name, payload)] + items[i + 1:], compress={name})
+        return build_zip(items[:i] + [(name, payload)] + items[i + 1 :], compress={name})
     else:  # a boundary integer somewhere in the zip's headers (first or last 256 bytes of the structure)
         raw = build_zip(items)
         region = rng.choice((range(0, min(len(raw), 256)), range(max(0, len(raw) - 256), len(raw))))
         at = rng.choice(list(region)) if len(region) else 0
         value = _int_bytes(rng)
-        return raw[:at] + value + raw[at + len(value):]
+        return raw[:at] + value + raw[at + len(value) :]
     return build_zip(items)
 
 
 def _json_value(rng: random.Random) -> Any:
-    return rng.choice([
-        None, True, -1, 0, 2**31, 2**63, 2**64 + 5, 10**30, 1.5, float("1e308"), "F32", "BF16", "O", "", [], {},
-        [2**32, 2**32], [-1], [1.5], [[1]], ["1"], [0, 2**63], [2**62, 2**62], [3, 2], list(range(70)), {"a": 1},
-    ])
+    return rng.choice(
+        [
+            None,
+            True,
+            -1,
+            0,
+            2**31,
+            2**63,
+            2**64 + 5,
+            10**30,
+            1.5,
+            float("1e308"),
+            "F32",
+            "BF16",
+            "O",
+            "",
+            [],
+            {},
+            [2**32, 2**32],
+            [-1],
+            [1.5],
+            [[1]],
+            ["1"],
+            [0, 2**63],
+            [2**62, 2**62],
+            [3, 2],
+            list(range(70)),
+            {"a": 1},
+        ]
+    )
 
 
 def mutate_safetensors(data: bytes, rng: random.Random, donors: list[bytes]) -> bytes:
@@ -321,12 +470,12 @@ def mutate_safetensors(data: bytes, rng: random.Random, donors: list[bytes]) -> 
         return mutate_bytes(data, rng, donors)
     (length,) = struct.unpack("<Q", data[:8])
     try:
-        header = json.loads(data[8:8 + length])
+        header = json.loads(data[8 : 8 + length])
     except (ValueError, RecursionError):
         return mutate_bytes(data, rng, donors)
     if not isinstance(header, dict):
         return mutate_bytes(data, rng, donors)
-    body = data[8 + length:]
+    body = data[8 + length :]
     names = [k for k in header if k != "__metadata__"]
     kind = rng.randrange(8)
     if kind <= 2 and names:  # one field of one tensor
@@ -347,13 +496,20 @@ def mutate_safetensors(data: bytes, rng: random.Random, donors: list[bytes]) -> 
         depth = rng.choice((100, 1000, 100000))
         text = json.dumps(header)[:-1] + ', "deep": ' + "[" * depth + "]" * depth + "}"
         if rng.random() < 0.5:
-            text = json.dumps(header)[:-1] + ', "n": {"dtype": "F32", "shape": [' + "9" * 5000 + '], "data_offsets": [0, 4]}}'
+            text = (
+                json.dumps(header)[:-1]
+                + ', "n": {"dtype": "F32", "shape": ['
+                + "9" * 5000
+                + '], "data_offsets": [0, 4]}}'
+            )
         raw = text.encode()
         return struct.pack("<Q", len(raw)) + raw + body
     elif kind == 6:  # the length prefix
         return struct.pack("<Q", rng.choice(_INTERESTING_INTS) % 2**64) + data[8:]
     else:  # the header as a different JSON type
-        header = rng.choice([[], "x", 1, None, {"a": "b"}, {"t": {"dtype": "F32", "shape": [2**33, 2**33], "data_offsets": [0, 0]}}])
+        header = rng.choice(
+            [[], "x", 1, None, {"a": "b"}, {"t": {"dtype": "F32", "shape": [2**33, 2**33], "data_offsets": [0, 0]}}]
+        )
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + body
 
@@ -370,7 +526,9 @@ def mutate(data: bytes, fmt: str, rng: random.Random, donors: list[bytes]) -> by
     return data
 
 
-def fuzz_inputs(seeds: dict[str, list[tuple[str, bytes]]], fmt: str, count: int, seed: int) -> Iterator[tuple[str, bytes]]:
+def fuzz_inputs(
+    seeds: dict[str, list[tuple[str, bytes]]], fmt: str, count: int, seed: int
+) -> Iterator[tuple[str, bytes]]:
     rng = random.Random(f"{fmt}:{seed}")
     pool = seeds[fmt]
     donors = [data for _, data in pool]
@@ -480,8 +638,18 @@ def _real_reduce_pickles(cmd: str) -> list[tuple[str, bytes]]:
     for proto in (0, 2, 4, 5):
         body = pickle.dumps(Evil(os.system, (cmd,)), protocol=proto)
         out.append((f"pickle.dumps(os.system) protocol {proto}", body if proto >= 2 else b"\x80\x02" + body))
-    out.append(("pickle.dumps(subprocess.call) in a dict", pickle.dumps({"w": Evil(subprocess.call, (["sh", "-c", cmd],))}, protocol=4)))
-    out.append(("pickle.dumps(eval) as a state-dict value", pickle.dumps({"w": np.ones(2), "b": Evil(eval, (f"open({cmd.split()[-1]!r}, 'w')",))}, protocol=2)))
+    out.append(
+        (
+            "pickle.dumps(subprocess.call) in a dict",
+            pickle.dumps({"w": Evil(subprocess.call, (["sh", "-c", cmd],))}, protocol=4),
+        )
+    )
+    out.append(
+        (
+            "pickle.dumps(eval) as a state-dict value",
+            pickle.dumps({"w": np.ones(2), "b": Evil(eval, (f"open({cmd.split()[-1]!r}, 'w')",))}, protocol=2),
+        )
+    )
     return out
 
 
@@ -510,81 +678,201 @@ def hostile_catalogue(marker: str) -> list[Hostile]:
         cases.append(Hostile(name, _p(body, proto), "refused"))
 
     # --- code execution through a forbidden global
-    for module, name in [("os", "system"), ("posix", "system"), ("nt", "system"), ("os", "popen"), ("os", "execv"),
-                         ("os", "spawnlp"), ("pty", "spawn"), ("subprocess", "call"), ("subprocess", "check_output"),
-                         ("subprocess", "getoutput"), ("subprocess", "run"), ("commands", "getoutput")]:
+    for module, name in [
+        ("os", "system"),
+        ("posix", "system"),
+        ("nt", "system"),
+        ("os", "popen"),
+        ("os", "execv"),
+        ("os", "spawnlp"),
+        ("pty", "spawn"),
+        ("subprocess", "call"),
+        ("subprocess", "check_output"),
+        ("subprocess", "getoutput"),
+        ("subprocess", "run"),
+        ("commands", "getoutput"),
+    ]:
         unsafe(f"{module}.{name}", _call(_G(module, name), _S(cmd)))
-    unsafe("subprocess.Popen via NEWOBJ", _G("subprocess", "Popen") + b"(" + _S("sh") + _S("-c") + _S(cmd) + b"l\x85\x81")
-    for module, name in [("builtins", "eval"), ("builtins", "exec"), ("__builtin__", "eval"), ("__builtin__", "execfile"),
-                         ("builtins", "compile"), ("builtins", "breakpoint"), ("timeit", "timeit"), ("cProfile", "run"),
-                         ("profile", "run"), ("pdb", "run"), ("code", "InteractiveInterpreter"), ("runpy", "run_path"),
-                         ("numpy.testing._private.utils", "runstring"), ("numpy.testing", "runstring")]:
+    unsafe(
+        "subprocess.Popen via NEWOBJ", _G("subprocess", "Popen") + b"(" + _S("sh") + _S("-c") + _S(cmd) + b"l\x85\x81"
+    )
+    for module, name in [
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("__builtin__", "eval"),
+        ("__builtin__", "execfile"),
+        ("builtins", "compile"),
+        ("builtins", "breakpoint"),
+        ("timeit", "timeit"),
+        ("cProfile", "run"),
+        ("profile", "run"),
+        ("pdb", "run"),
+        ("code", "InteractiveInterpreter"),
+        ("runpy", "run_path"),
+        ("numpy.testing._private.utils", "runstring"),
+        ("numpy.testing", "runstring"),
+    ]:
         unsafe(f"{module}.{name}", _call(_G(module, name), _S(pyc)))
     unsafe("builtins.open creates the marker", _call(_G("builtins", "open"), _S(marker), _S("w")))
     unsafe("io.open creates the marker", _call(_G("io", "open"), _S(marker), _S("w")))
     unsafe("pathlib.Path.touch", _call(_G("pathlib", "Path"), _S(marker)))
-    unsafe("getattr(__import__('os'), 'system')(cmd)",
-           _call(_call(_G("builtins", "getattr"), _call(_G("builtins", "__import__"), _S("os")), _S("system")), _S(cmd)))
+    unsafe(
+        "getattr(__import__('os'), 'system')(cmd)",
+        _call(_call(_G("builtins", "getattr"), _call(_G("builtins", "__import__"), _S("os")), _S("system")), _S(cmd)),
+    )
     unsafe("importlib.import_module('os')", _call(_G("importlib", "import_module"), _S("os")))
     unsafe("operator.methodcaller", _call(_G("operator", "methodcaller"), _S("system"), _S(cmd)))
     unsafe("functools.partial(os.system)", _call(_G("functools", "partial"), _G("os", "system"), _S(cmd)))
-    unsafe("copyreg._reconstructor", _call(_G("copyreg", "_reconstructor"), _G("os", "system"), _G("builtins", "object"), b"N"))
+    unsafe(
+        "copyreg._reconstructor",
+        _call(_G("copyreg", "_reconstructor"), _G("os", "system"), _G("builtins", "object"), b"N"),
+    )
     unsafe("copyreg.__newobj__", _call(_G("copyreg", "__newobj__"), _G("subprocess", "Popen"), _S(cmd)))
     unsafe("ctypes.CDLL", _call(_G("ctypes", "CDLL"), _S("libc.so.6")))
     unsafe("shutil.rmtree", _call(_G("shutil", "rmtree"), _S(os.path.dirname(marker))))
     unsafe("sys.exit", _call(_G("sys", "exit"), b"K\x07"))
     unsafe("webbrowser.open", _call(_G("webbrowser", "open"), _S("file://" + marker)))
     # --- pickle re-entry: an inner pickle the real unpickler would execute
-    for module, name in [("pickle", "loads"), ("_pickle", "loads"), ("pickle", "_loads"), ("dill", "loads"), ("joblib", "load")]:
+    for module, name in [
+        ("pickle", "loads"),
+        ("_pickle", "loads"),
+        ("pickle", "_loads"),
+        ("dill", "loads"),
+        ("joblib", "load"),
+    ]:
         unsafe(f"{module}.{name}(inner evil pickle)", _call(_G(module, name), _B(inner_evil)))
-    unsafe("pickle.Unpickler(io.BytesIO(evil)).load", _call(_G("pickle", "Unpickler"), _call(_G("io", "BytesIO"), _B(inner_evil))))
+    unsafe(
+        "pickle.Unpickler(io.BytesIO(evil)).load",
+        _call(_G("pickle", "Unpickler"), _call(_G("io", "BytesIO"), _B(inner_evil))),
+    )
     # --- torch globals other than the tensor rebuilders
     inner_torch = torch_zip(inner_evil)
-    for module, name in [("torch", "load"), ("torch.serialization", "load"), ("torch.storage", "_load_from_bytes"),
-                         ("torch.jit", "load"), ("torch.hub", "load"), ("torch._utils", "_rebuild_tensor"),
-                         ("torch._utils", "_rebuild_device_tensor_from_numpy"), ("torch._utils", "_rebuild_qtensor"),
-                         ("torch._C", "_jit_pass_inline"), ("torch.nn", "Module"), ("torch", "Tensor.__reduce_ex__"),
-                         ("torch.testing._internal.common_utils", "run_tests"), ("torch._dynamo.eval_frame", "run")]:
+    for module, name in [
+        ("torch", "load"),
+        ("torch.serialization", "load"),
+        ("torch.storage", "_load_from_bytes"),
+        ("torch.jit", "load"),
+        ("torch.hub", "load"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+        ("torch._utils", "_rebuild_qtensor"),
+        ("torch._C", "_jit_pass_inline"),
+        ("torch.nn", "Module"),
+        ("torch", "Tensor.__reduce_ex__"),
+        ("torch.testing._internal.common_utils", "run_tests"),
+        ("torch._dynamo.eval_frame", "run"),
+    ]:
         unsafe(f"{module}.{name}", _call(_G(module, name), _B(inner_torch)))
     unsafe("torch.FloatStorage called", _call(_G("torch", "FloatStorage"), b"K\x10"))
     unsafe("torch.Tensor called", _call(_G("torch", "Tensor"), _S(cmd)))
-    unsafe("_rebuild_from_type_v2 with os.system as the function",
-           _call(_G("torch._tensor", "_rebuild_from_type_v2"), _G("os", "system"), _G("torch", "Tensor"), b"(" + _S(cmd) + b"t", b"}"))
-    unsafe("_rebuild_from_type_v2 with OrderedDict as the function",
-           _call(_G("torch._tensor", "_rebuild_from_type_v2"), _G("collections", "OrderedDict"), _G("torch", "Tensor"), b")", b"}"))
-    unsafe("_rebuild_from_type_v2 with a tensor subclass", _call(_G("torch._tensor", "_rebuild_from_type_v2"),
-           _G("torch._utils", "_rebuild_parameter"), _G("torch.nn", "Module"), b")", b"}"))
+    unsafe(
+        "_rebuild_from_type_v2 with os.system as the function",
+        _call(
+            _G("torch._tensor", "_rebuild_from_type_v2"),
+            _G("os", "system"),
+            _G("torch", "Tensor"),
+            b"(" + _S(cmd) + b"t",
+            b"}",
+        ),
+    )
+    unsafe(
+        "_rebuild_from_type_v2 with OrderedDict as the function",
+        _call(
+            _G("torch._tensor", "_rebuild_from_type_v2"),
+            _G("collections", "OrderedDict"),
+            _G("torch", "Tensor"),
+            b")",
+            b"}",
+        ),
+    )
+    unsafe(
+        "_rebuild_from_type_v2 with a tensor subclass",
+        _call(
+            _G("torch._tensor", "_rebuild_from_type_v2"),
+            _G("torch._utils", "_rebuild_parameter"),
+            _G("torch.nn", "Module"),
+            b")",
+            b"}",
+        ),
+    )
     # --- numpy globals: forbidden ones, and the allowed ones given hostile arguments
-    for module, name in [("numpy", "load"), ("numpy.lib.npyio", "load"), ("numpy", "loads"), ("numpy.f2py", "compile"),
-                         ("numpy.ctypeslib", "load_library"), ("numpy", "frombuffer"), ("numpy", "fromfile"),
-                         ("numpy.core.multiarray", "_reconstruct_object"), ("numpy.ma.core", "_mareconstruct"),
-                         ("numpy", "vectorize"), ("numpy.lib.utils", "source")]:
+    for module, name in [
+        ("numpy", "load"),
+        ("numpy.lib.npyio", "load"),
+        ("numpy", "loads"),
+        ("numpy.f2py", "compile"),
+        ("numpy.ctypeslib", "load_library"),
+        ("numpy", "frombuffer"),
+        ("numpy", "fromfile"),
+        ("numpy.core.multiarray", "_reconstruct_object"),
+        ("numpy.ma.core", "_mareconstruct"),
+        ("numpy", "vectorize"),
+        ("numpy.lib.utils", "source"),
+    ]:
         unsafe(f"{module}.{name}", _call(_G(module, name), _S(marker)))
-    unsafe("numpy _reconstruct of os.system", _call(_G("numpy.core.multiarray", "_reconstruct"), _G("os", "system"), b")", _S(cmd)))
-    unsafe("numpy _reconstruct of torch.Tensor", _call(_G("numpy.core.multiarray", "_reconstruct"), _G("torch", "Tensor"), b"K\x00\x85", _S("b")))
-    unsafe("numpy.ndarray called directly (a 1 TB allocation)", _call(_G("numpy", "ndarray"), b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85"))
-    refused("numpy.ndarray via NEWOBJ", _G("numpy", "ndarray") + b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85\x85\x81")
+    unsafe(
+        "numpy _reconstruct of os.system",
+        _call(_G("numpy.core.multiarray", "_reconstruct"), _G("os", "system"), b")", _S(cmd)),
+    )
+    unsafe(
+        "numpy _reconstruct of torch.Tensor",
+        _call(_G("numpy.core.multiarray", "_reconstruct"), _G("torch", "Tensor"), b"K\x00\x85", _S("b")),
+    )
+    unsafe(
+        "numpy.ndarray called directly (a 1 TB allocation)",
+        _call(_G("numpy", "ndarray"), b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85"),
+    )
+    refused(
+        "numpy.ndarray via NEWOBJ",
+        _G("numpy", "ndarray") + b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85\x85\x81",
+    )
     for code in ("O", "V16", "U8", "S4", "M8[s]", "m8", "f4,i4", "(2,2)f4", "O8"):
         unsafe(f"numpy.dtype({code!r})", _call(_G("numpy", "dtype"), _S(code), b"\x89\x88"))
     for code in ("g", "G", "nonsense"):
         refused(f"numpy.dtype({code!r})", _call(_G("numpy", "dtype"), _S(code), b"\x89\x88"))
     unsafe("numpy.dtype(list of fields)", _call(_G("numpy", "dtype"), b"](" + _S("a") + _S("O") + b"\x86e"))
     array_state = b"(K\x01K\x02\x85" + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"\x89"
-    for label, state in [("object flags", b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"),
-                         ("fields", b"(K\x03X\x01\x00\x00\x00|N(X\x01\x00\x00\x00atN" + b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"),
-                         ("item size", b"(K\x03X\x01\x00\x00\x00<NNNK\x40J\xff\xff\xff\xffK\x00tb")]:
+    for label, state in [
+        ("object flags", b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"),
+        ("fields", b"(K\x03X\x01\x00\x00\x00|N(X\x01\x00\x00\x00atN" + b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"),
+        ("item size", b"(K\x03X\x01\x00\x00\x00<NNNK\x40J\xff\xff\xff\xffK\x00tb"),
+    ]:
         unsafe(f"numpy dtype BUILD state with {label}", _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + state)
-    unsafe("numpy array state holding Python objects",
-           _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
-           + b"(K\x01K\x02\x85" + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"\x89]" + _S(cmd) + b"atb")
-    unsafe("numpy scalar of an object dtype", _call(_G("numpy.core.multiarray", "scalar"), _call(_G("numpy", "dtype"), _S("O"), b"\x89\x88"), _B(b"\x00" * 8)))
-    unsafe("_codecs.encode with a codec that is not text", _call(_G("_codecs", "encode"), _S("x" * 64), _S("zlib_codec")))
-    unsafe("OrderedDict with a generator-like argument", _call(_G("collections", "OrderedDict"), _call(_G("builtins", "iter"), b"]")))
+    unsafe(
+        "numpy array state holding Python objects",
+        _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
+        + array_state
+        + b"]"
+        + _S(cmd)
+        + b"atb",
+    )
+    unsafe(
+        "numpy scalar of an object dtype",
+        _call(
+            _G("numpy.core.multiarray", "scalar"), _call(_G("numpy", "dtype"), _S("O"), b"\x89\x88"), _B(b"\x00" * 8)
+        ),
+    )
+    unsafe(
+        "_codecs.encode with a codec that is not text", _call(_G("_codecs", "encode"), _S("x" * 64), _S("zlib_codec"))
+    )
+    unsafe(
+        "OrderedDict with a generator-like argument",
+        _call(_G("collections", "OrderedDict"), _call(_G("builtins", "iter"), b"]")),
+    )
     unsafe("OrderedDict with two arguments", _call(_G("collections", "OrderedDict"), b"]", b"}"))
     # --- modifying an allowed global through BUILD (would change how later, honest files load)
-    unsafe("BUILD on torch.FloatStorage", _G("torch", "FloatStorage") + b"}" + _S("dtype") + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"sb")
-    unsafe("BUILD on collections.OrderedDict (slot state)", _G("collections", "OrderedDict") + b"N}" + _S("fn") + b"K\x01s\x86b")
-    unsafe("BUILD on numpy.dtype with __defaults__", _G("numpy", "dtype") + b"N}" + _S("__defaults__") + b"(K\x01t" + b"s\x86b")
+    unsafe(
+        "BUILD on torch.FloatStorage",
+        _G("torch", "FloatStorage") + b"}" + _S("dtype") + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"sb",
+    )
+    unsafe(
+        "BUILD on collections.OrderedDict (slot state)",
+        _G("collections", "OrderedDict") + b"N}" + _S("fn") + b"K\x01s\x86b",
+    )
+    unsafe(
+        "BUILD on numpy.dtype with __defaults__",
+        _G("numpy", "dtype") + b"N}" + _S("__defaults__") + b"(K\x01t" + b"s\x86b",
+    )
     unsafe("BUILD on _rebuild_tensor_v2", _G("torch._utils", "_rebuild_tensor_v2") + b"}" + _S("x") + b"K\x01sb")
     unsafe("BUILD on numpy.ndarray", _G("numpy", "ndarray") + b"}" + _S("x") + b"K\x01sb")
     # --- GLOBAL reached through other opcodes
@@ -594,10 +882,23 @@ def hostile_catalogue(marker: str) -> list[Hostile]:
     refused("STACK_GLOBAL with a non-string name", b"K\x01K\x02\x93", proto=4)
     unsafe("NEWOBJ_EX on a forbidden class", _G("subprocess", "Popen") + b"(" + _S(cmd) + b"t}\x92", proto=4)
     for op, code in ((b"\x82", b"\xf0"), (b"\x83", b"\xf0\x00"), (b"\x84", b"\xf0\x00\x00\x00")):
-        cases.append(Hostile(f"EXT{len(code)} opcode naming os.system", _p(op + code + _S(cmd) + b"\x85R"), "unsafe", ("os", "system")))
+        cases.append(
+            Hostile(
+                f"EXT{len(code)} opcode naming os.system",
+                _p(op + code + _S(cmd) + b"\x85R"),
+                "unsafe",
+                ("os", "system"),
+            )
+        )
     unsafe("persistent id outside a torch zip", _S(cmd) + b"Q")
-    unsafe("persistent id with a forbidden storage type", b"(" + _S("storage") + _G("os", "system") + _S("0") + _S("cpu") + b"K\x01tQ")
-    unsafe("persistent id naming torch.Tensor as its storage", b"(" + _S("storage") + _G("torch", "Tensor") + _S("0") + _S("cpu") + b"K\x01tQ")
+    unsafe(
+        "persistent id with a forbidden storage type",
+        b"(" + _S("storage") + _G("os", "system") + _S("0") + _S("cpu") + b"K\x01tQ",
+    )
+    unsafe(
+        "persistent id naming torch.Tensor as its storage",
+        b"(" + _S("storage") + _G("torch", "Tensor") + _S("0") + _S("cpu") + b"K\x01tQ",
+    )
     # --- resources: memory, time, C stack
     refused("memo index 2**31 (LONG_BINPUT): a 32 GB memo table", b"Nr\xff\xff\xff\x7f")
     refused("memo index 2**31 (PUT text)", b"Np2147483647\n")
@@ -609,20 +910,49 @@ def hostile_catalogue(marker: str) -> list[Hostile]:
     refused("LONG4 claiming 2 GB", b"\x8b\xff\xff\xff\x7f\x00")
     refused("LONG of 100 000 digits", b"L" + b"9" * 100_000 + b"L\n")
     refused("tuple nested 200 000 deep used as a dict key (crashes CPython's hash)", b"}N" + b"\x85" * 200_000 + b"Ns")
-    refused("tuple nested 200 000 deep in an OrderedDict", _call(_G("collections", "OrderedDict"), b"](N" + b"\x85" * 200_000 + b"N\x86a"))
+    refused(
+        "tuple nested 200 000 deep in an OrderedDict",
+        _call(_G("collections", "OrderedDict"), b"](N" + b"\x85" * 200_000 + b"N\x86a"),
+    )
     refused("list nested 100 000 deep", b"]" * 100_000 + b"a" * 99_999)
     refused("dict nested 50 000 deep", b"}" + (_S("k") + b"}") * 50_000 + b"s" * 50_000)
     refused("a list that contains itself", b"]q\x00h\x00a")
     refused("shared lists doubling 80 times (2**80 items as a tree)", b"]" + b"q\x00h\x00h\x00\x86" * 80)
-    refused("numpy array claiming 10**12 elements from 16 bytes",
-            _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
-            + b"(K\x01\x8a\x05" + (10**12).to_bytes(5, "little") + b"\x85" + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"\x89" + _B(b"\x00" * 16) + b"tb")
-    refused("numpy array whose shape product wraps int64",
-            _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
-            + b"(K\x01\x8a\x05" + (2**32).to_bytes(5, "little") + b"\x8a\x05" + (2**32).to_bytes(5, "little") + b"\x86"
-            + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88") + b"\x89" + _B(b"") + b"tb")
-    refused("numpy _frombuffer claiming 2**40 elements", _call(_G("numpy._core.numeric", "_frombuffer"), _B(b"\x00" * 8),
-            _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88"), b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85", _S("C")), proto=4)
+    refused(
+        "numpy array claiming 10**12 elements from 16 bytes",
+        _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
+        + b"(K\x01\x8a\x05"
+        + (10**12).to_bytes(5, "little")
+        + b"\x85"
+        + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88")
+        + b"\x89"
+        + _B(b"\x00" * 16)
+        + b"tb",
+    )
+    refused(
+        "numpy array whose shape product wraps int64",
+        _call(_G("numpy.core.multiarray", "_reconstruct"), _G("numpy", "ndarray"), b"K\x00\x85", _S("b"))
+        + b"(K\x01\x8a\x05"
+        + (2**32).to_bytes(5, "little")
+        + b"\x8a\x05"
+        + (2**32).to_bytes(5, "little")
+        + b"\x86"
+        + _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88")
+        + b"\x89"
+        + _B(b"")
+        + b"tb",
+    )
+    refused(
+        "numpy _frombuffer claiming 2**40 elements",
+        _call(
+            _G("numpy._core.numeric", "_frombuffer"),
+            _B(b"\x00" * 8),
+            _call(_G("numpy", "dtype"), _S("f8"), b"\x89\x88"),
+            b"\x8a\x06" + (2**40).to_bytes(6, "little") + b"\x85",
+            _S("C"),
+        ),
+        proto=4,
+    )
     refused("a million MARKs", b"(" * 1_000_000 + b"N")
     refused("truncated in the middle of a frame", b"\x95\x10\x00\x00\x00\x00\x00\x00\x00N", proto=4)
     return cases
@@ -633,12 +963,30 @@ def torch_tensor_catalogue() -> list[tuple[str, bytes]]:
     shared storages, negative strides, amplification through many strided views."""
     storage = np.arange(16, dtype="<f4").tobytes()
 
-    def tensor(size: tuple, stride: tuple, offset: int = 0, key: str = "0", storage_type: str = "FloatStorage", numel: int = 16) -> bytes:
-        pid = b"(" + _S("storage") + _G("torch", storage_type) + _S(key) + _S("cpu") + b"J" + struct.pack("<i", numel) + b"tQ"
+    def tensor(
+        size: tuple, stride: tuple, offset: int = 0, key: str = "0", storage_type: str = "FloatStorage", numel: int = 16
+    ) -> bytes:
+        pid = (
+            b"("
+            + _S("storage")
+            + _G("torch", storage_type)
+            + _S(key)
+            + _S("cpu")
+            + b"J"
+            + struct.pack("<i", numel)
+            + b"tQ"
+        )
         size_b = b"(" + b"".join(b"\x8a\x08" + n.to_bytes(8, "little", signed=True) for n in size) + b"t"
         stride_b = b"(" + b"".join(b"\x8a\x08" + s.to_bytes(8, "little", signed=True) for s in stride) + b"t"
-        return _call(_G("torch._utils", "_rebuild_tensor_v2"), pid, b"\x8a\x08" + offset.to_bytes(8, "little", signed=True),
-                     size_b, stride_b, b"\x89", _call(_G("collections", "OrderedDict")))
+        return _call(
+            _G("torch._utils", "_rebuild_tensor_v2"),
+            pid,
+            b"\x8a\x08" + offset.to_bytes(8, "little", signed=True),
+            size_b,
+            stride_b,
+            b"\x89",
+            _call(_G("collections", "OrderedDict")),
+        )
 
     def file(body: bytes, storages: dict[str, bytes] | None = None, byteorder: bytes | None = b"little") -> bytes:
         return torch_zip(_p(b"}(" + body + b"u"), {"0": storage} if storages is None else storages, byteorder)
@@ -656,9 +1004,22 @@ def torch_tensor_catalogue() -> list[tuple[str, bytes]]:
         ("1000 stride-0 views of one storage, 256 KB each (amplification)", file(many)),
         ("bfloat16 storage", file(_S("w") + tensor((4,), (1,), storage_type="BFloat16Storage"))),
         ("byteorder record that is neither little nor big", file(_S("w") + tensor((4,), (1,)), byteorder=b"middle")),
-        ("data.pkl compressed (a zip bomb would be)", build_zip([("archive/data.pkl", _p(b"}" + b"N" * 10)), ("archive/version", b"3\n")], compress={"archive/data.pkl"})),
-        ("storage compressed (a zip bomb would be)", build_zip([("archive/data.pkl", _p(b"}(" + _S("w") + tensor((4,), (1,)) + b"u")),
-                                                                ("archive/data/0", b"\x00" * (1 << 20))], compress={"archive/data/0"})),
+        (
+            "data.pkl compressed (a zip bomb would be)",
+            build_zip(
+                [("archive/data.pkl", _p(b"}" + b"N" * 10)), ("archive/version", b"3\n")], compress={"archive/data.pkl"}
+            ),
+        ),
+        (
+            "storage compressed (a zip bomb would be)",
+            build_zip(
+                [
+                    ("archive/data.pkl", _p(b"}(" + _S("w") + tensor((4,), (1,)) + b"u")),
+                    ("archive/data/0", b"\x00" * (1 << 20)),
+                ],
+                compress={"archive/data/0"},
+            ),
+        ),
         ("two data.pkl", build_zip([("a/data.pkl", _p(b"N")), ("b/data.pkl", _p(b"N"))])),
     ]
 
@@ -667,22 +1028,58 @@ def torch_tensor_loads() -> list[tuple[str, bytes, Callable[[Any], bool]]]:
     """Legitimate but unusual .pth files that must load with the right values."""
     base = np.arange(16, dtype="<f4")
 
-    def tensor(size: tuple, stride: tuple, offset: int = 0, key: str = "0", storage_type: str = "FloatStorage", numel: int = 16) -> bytes:
+    def tensor(
+        size: tuple, stride: tuple, offset: int = 0, key: str = "0", storage_type: str = "FloatStorage", numel: int = 16
+    ) -> bytes:
         pid = b"(" + _S("storage") + _G("torch", storage_type) + _S(key) + _S("cpu") + b"K" + bytes([numel]) + b"tQ"
         size_b = b"(" + b"".join(b"K" + bytes([n]) for n in size) + b"t"
         stride_b = b"(" + b"".join(b"K" + bytes([s]) for s in stride) + b"t"
-        return _call(_G("torch._utils", "_rebuild_tensor_v2"), pid, b"K" + bytes([offset]), size_b, stride_b, b"\x89", _call(_G("collections", "OrderedDict")))
+        return _call(
+            _G("torch._utils", "_rebuild_tensor_v2"),
+            pid,
+            b"K" + bytes([offset]),
+            size_b,
+            stride_b,
+            b"\x89",
+            _call(_G("collections", "OrderedDict")),
+        )
 
-    two = b"(" + _S("a") + tensor((4, 4), (4, 1)) + _S("b") + tensor((4, 4), (1, 4)) + _S("c") + tensor((2, 2), (4, 1), offset=5) + _S("d") + tensor((3, 4), (0, 1)) + b"u"
+    two = (
+        b"("
+        + _S("a")
+        + tensor((4, 4), (4, 1))
+        + _S("b")
+        + tensor((4, 4), (1, 4))
+        + _S("c")
+        + tensor((2, 2), (4, 1), offset=5)
+        + _S("d")
+        + tensor((3, 4), (0, 1))
+        + b"u"
+    )
     big = np.arange(16, dtype=">f4").tobytes()
     return [
-        ("shared and overlapping views of one storage", torch_zip(_p(b"}" + two), {"0": base.tobytes()}),
-         lambda r: np.array_equal(r["a"], base.reshape(4, 4)) and np.array_equal(r["b"], base.reshape(4, 4).T)
-         and np.array_equal(r["c"], base.reshape(4, 4)[1:3, 1:3]) and np.array_equal(r["d"], np.tile(base[:4], (3, 1)))),
-        ("a big-endian torch.save (byteorder 'big')", torch_zip(_p(b"}" + two), {"0": big}, byteorder=b"big"),
-         lambda r: np.array_equal(r["a"], base.reshape(4, 4)) and r["a"].dtype == np.float32 and r["a"].dtype.isnative),
-        ("no byteorder record (PyTorch before 1.10)", torch_zip(_p(b"}" + two), {"0": base.tobytes()}, byteorder=None),
-         lambda r: np.array_equal(r["b"], base.reshape(4, 4).T)),
+        (
+            "shared and overlapping views of one storage",
+            torch_zip(_p(b"}" + two), {"0": base.tobytes()}),
+            lambda r: (
+                np.array_equal(r["a"], base.reshape(4, 4))
+                and np.array_equal(r["b"], base.reshape(4, 4).T)
+                and np.array_equal(r["c"], base.reshape(4, 4)[1:3, 1:3])
+                and np.array_equal(r["d"], np.tile(base[:4], (3, 1)))
+            ),
+        ),
+        (
+            "a big-endian torch.save (byteorder 'big')",
+            torch_zip(_p(b"}" + two), {"0": big}, byteorder=b"big"),
+            lambda r: (
+                np.array_equal(r["a"], base.reshape(4, 4)) and r["a"].dtype == np.float32 and r["a"].dtype.isnative
+            ),
+        ),
+        (
+            "no byteorder record (PyTorch before 1.10)",
+            torch_zip(_p(b"}" + two), {"0": base.tobytes()}, byteorder=None),
+            lambda r: np.array_equal(r["b"], base.reshape(4, 4).T),
+        ),
     ]
 
 
@@ -752,7 +1149,11 @@ def run_catalogue(directory: str) -> dict[str, Any]:
             if outcome in ("refused-unsafe", "refused-format"):
                 counts[outcome] += 1
             # in a zip or as a file, the outer format can refuse first (a pickle without a tensor is still refused)
-            if outcome == "loaded" or outcome.startswith("bug") or (case.expect == "unsafe" and carrier == "pickle" and outcome != "refused-unsafe"):
+            if (
+                outcome == "loaded"
+                or outcome.startswith("bug")
+                or (case.expect == "unsafe" and carrier == "pickle" and outcome != "refused-unsafe")
+            ):
                 counts["bugs"] += 1
                 failures.append(f"{case.name} [{carrier}]: expected {case.expect}, got {outcome}")
     for name, data in torch_tensor_catalogue():
@@ -792,8 +1193,15 @@ class Worker:
 
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-        return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+        return subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
 
     def check(self, path: str, size: int) -> Outcome:
         if self.proc is None or self.proc.poll() is not None:
@@ -811,7 +1219,9 @@ class Worker:
         if not line:
             code = self.proc.wait()
             self.proc = None
-            return Outcome("bug", f"crash: the worker died with {signal.Signals(-code).name if code < 0 else code}", 0, 0)
+            return Outcome(
+                "bug", f"crash: the worker died with {signal.Signals(-code).name if code < 0 else code}", 0, 0
+            )
         return Outcome(**json.loads(line))
 
     def close(self) -> None:
@@ -827,8 +1237,16 @@ def run_fuzz(per_format: int, seed: int, timeout: float, keep: str, formats: tup
     worker = Worker(timeout)
     try:
         for fmt in formats:
-            counts = {"tried": 0, "loaded": 0, "refused-unsafe": 0, "refused-format": 0, "bug": 0,
-                      "max_seconds": 0.0, "max_peak_over_size": 0.0, "max_peak_mb": 0.0}
+            counts = {
+                "tried": 0,
+                "loaded": 0,
+                "refused-unsafe": 0,
+                "refused-format": 0,
+                "bug": 0,
+                "max_seconds": 0.0,
+                "max_peak_over_size": 0.0,
+                "max_peak_mb": 0.0,
+            }
             bugs: list[str] = []
             started = time.time()
             for label, data in fuzz_inputs(seeds, fmt, per_format, seed):
@@ -839,7 +1257,9 @@ def run_fuzz(per_format: int, seed: int, timeout: float, keep: str, formats: tup
                 counts["tried"] += 1
                 counts[result.kind] += 1
                 counts["max_seconds"] = max(counts["max_seconds"], round(result.seconds, 3))
-                counts["max_peak_over_size"] = max(counts["max_peak_over_size"], round(result.peak / max(len(data), 1), 2))
+                counts["max_peak_over_size"] = max(
+                    counts["max_peak_over_size"], round(result.peak / max(len(data), 1), 2)
+                )
                 counts["max_peak_mb"] = max(counts["max_peak_mb"], round(result.peak / 2**20, 1))
                 if result.kind == "bug":
                     os.makedirs(keep, exist_ok=True)
@@ -891,8 +1311,18 @@ def run_atheris(runs: int, fmt_hint: str | None) -> int:
             fh.write(bytes(start.randrange(256) for _ in range(16)))
     findings = os.path.abspath("fuzz-findings") + os.sep
     os.makedirs(findings, exist_ok=True)
-    atheris.Setup([sys.argv[0], f"-runs={runs}", "-rss_limit_mb=3072", "-timeout=20", "-max_len=4096",
-                   f"-artifact_prefix={findings}", corpus], one)
+    atheris.Setup(
+        [
+            sys.argv[0],
+            f"-runs={runs}",
+            "-rss_limit_mb=3072",
+            "-timeout=20",
+            "-max_len=4096",
+            f"-artifact_prefix={findings}",
+            corpus,
+        ],
+        one,
+    )
     atheris.Fuzz()
     return 0
 
@@ -920,18 +1350,27 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="porthub-catalogue-") as directory:
             report["catalogue"] = run_catalogue(directory)
     bugs = 0
-    print(f"{'format':<12} {'tried':>6} {'loaded':>7} {'unsafe':>7} {'format':>7} {'bugs':>5} {'max s':>6} {'peak MB':>8} {'wall s':>7}  seeds")
+    print(
+        f"{'format':<12} {'tried':>6} {'loaded':>7} {'unsafe':>7} {'format':>7} {'bugs':>5} "
+        f"{'max s':>6} {'peak MB':>8} {'wall s':>7}  seeds"
+    )
     for fmt, c in report["formats"].items():
         bugs += c["bug"]
-        print(f"{fmt:<12} {c['tried']:>6} {c['loaded']:>7} {c['refused-unsafe']:>7} {c['refused-format']:>7} {c['bug']:>5} "
-              f"{c['max_seconds']:>6.2f} {c['max_peak_mb']:>8.1f} {c['wall_seconds']:>7.0f}  {report['seeds'][fmt]}")
+        print(
+            f"{fmt:<12} {c['tried']:>6} {c['loaded']:>7} {c['refused-unsafe']:>7} {c['refused-format']:>7} "
+            f"{c['bug']:>5} {c['max_seconds']:>6.2f} {c['max_peak_mb']:>8.1f} {c['wall_seconds']:>7.0f}  "
+            f"{report['seeds'][fmt]}"
+        )
         for line in c["bugs"][:20]:
             print("  BUG", line)
     if "catalogue" in report:
         c = report["catalogue"]
         bugs += c["bugs"] + c["executions"]
-        print(f"catalogue: {c['cases']} hostile pickles x {len(CARRIERS)} carriers + tensor files = {c['tried']} loads; "
-              f"refused unsafe {c['refused-unsafe']}, refused format {c['refused-format']}, executions {c['executions']}, bugs {c['bugs']}")
+        print(
+            f"catalogue: {c['cases']} hostile pickles x {len(CARRIERS)} carriers + tensor files = {c['tried']} loads; "
+            f"refused unsafe {c['refused-unsafe']}, refused format {c['refused-format']}, "
+            f"executions {c['executions']}, bugs {c['bugs']}"
+        )
         for line in c["failures"][:40]:
             print("  BUG", line)
     if args.json:

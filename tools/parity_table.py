@@ -17,7 +17,11 @@ from porthub.verify import verify_reference  # noqa: E402
 
 
 def main() -> int:
-    cases = sorted(p for p in glob.glob(os.path.join(ROOT, "tests", "data", "official", "*", "*.json")) if os.path.exists(p[:-5] + ".pth"))
+    cases = sorted(
+        p
+        for p in glob.glob(os.path.join(ROOT, "tests", "data", "official", "*", "*.json"))
+        if os.path.exists(p[:-5] + ".pth")
+    )
     print("| case | PyTorch float32 | Paddle float32 | PyTorch float64 | Paddle float64 | features (worst / limit) |")
     print("|---|---|---|---|---|---|")
     ok = True
@@ -33,7 +37,11 @@ def main() -> int:
                     worst = max(worst, r["max_abs_diff"] / r["tolerance"])
         name = f"{os.path.basename(os.path.dirname(case))}/{os.path.basename(case)[:-5]}"
         feats = f"{worst:.3f}" if worst else "n/a"
-        print(f"| {name} | " + " | ".join(f"{cells[(fw, dt)]:.1e}" for dt in ("float32", "float64") for fw in ("torch", "paddle")) + f" | {feats} |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{cells[(fw, dt)]:.1e}" for dt in ("float32", "float64") for fw in ("torch", "paddle"))
+            + f" | {feats} |"
+        )
     return 0 if ok else 1
 
 
