@@ -78,7 +78,10 @@ def _paddle_entry(spec: FamilySpec, key: str, shape: tuple[int, ...]) -> tuple[s
     kind = spec.kind_of(module)
     if kind is LayerKind.LINEAR and leaf == "weight":
         if len(shape) != 2:
-            raise LayoutError(f"{spec.family}: {key} is declared a Linear weight but has shape {list(shape)}; fix the spec's layer rules")
+            raise LayoutError(
+                f"{spec.family}: {key} is declared a Linear weight but has shape {list(shape)}; fix the spec's layer "
+                "rules"
+            )
         return key, (shape[1], shape[0]), True
     if kind is LayerKind.BATCHNORM:
         if leaf == _BN_COUNT:
@@ -97,13 +100,18 @@ def _to_paddle(spec: FamilySpec, key: str, value: np.ndarray) -> tuple[str, np.n
     return name, (value.T if transpose else value)
 
 
-def _canonical_entries(spec: FamilySpec, key: str, shape: tuple[int, ...], dtype: str) -> list[tuple[str, tuple[int, ...], str, bool]]:
+def _canonical_entries(
+    spec: FamilySpec, key: str, shape: tuple[int, ...], dtype: str
+) -> list[tuple[str, tuple[int, ...], str, bool]]:
     """The canonical entries a Paddle entry stands for: (name, shape, dtype, transposed)."""
     module, leaf = _split(key)
     kind = spec.kind_of(module)
     if kind is LayerKind.LINEAR and leaf == "weight":
         if len(shape) != 2:
-            raise LayoutError(f"{spec.family}: {key} is declared a Linear weight but has shape {list(shape)}; fix the spec's layer rules")
+            raise LayoutError(
+                f"{spec.family}: {key} is declared a Linear weight but has shape {list(shape)}; fix the spec's layer "
+                "rules"
+            )
         return [(key, (shape[1], shape[0]), dtype, True)]
     if kind is LayerKind.BATCHNORM and leaf in _BN_FROM_PADDLE:
         out = [(f"{module}.{_BN_FROM_PADDLE[leaf]}", shape, dtype, False)]
@@ -123,7 +131,9 @@ def _from_paddle(spec: FamilySpec, key: str, value: np.ndarray) -> list[tuple[st
     return out
 
 
-def canonical_keys(spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[int, ...], str]]) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
+def canonical_keys(
+    spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[int, ...], str]]
+) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
     """A Paddle model's state-dict names and shapes as canonical ones."""
     out: OrderedDict = OrderedDict()
     for key, (shape, dtype) in paddle_entries.items():
@@ -132,7 +142,9 @@ def canonical_keys(spec: FamilySpec, paddle_entries: Mapping[str, tuple[tuple[in
     return out
 
 
-def framework_keys(spec: FamilySpec, manifest: Manifest, framework: str) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
+def framework_keys(
+    spec: FamilySpec, manifest: Manifest, framework: str
+) -> OrderedDict[str, tuple[tuple[int, ...], str]]:
     """The manifest as the given framework's model names and shapes its state dict."""
     if framework == TORCH:
         return OrderedDict(manifest.entries)
@@ -153,7 +165,11 @@ def _rename(key: str, table: Mapping[str, str]) -> str:
 
 # ------------------------------------------------------------------------------------ unwrap/wrap
 def _is_state(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and all(isinstance(k, str) for k in obj) and any(isinstance(v, np.ndarray) for v in obj.values())
+    return (
+        isinstance(obj, Mapping)
+        and all(isinstance(k, str) for k in obj)
+        and any(isinstance(v, np.ndarray) for v in obj.values())
+    )
 
 
 def unwrap(raw: Any, layout: Layout) -> OrderedDict[str, Any] | None:
@@ -169,7 +185,9 @@ def unwrap(raw: Any, layout: Layout) -> OrderedDict[str, Any] | None:
     return OrderedDict(raw) if _is_state(raw) else None
 
 
-def to_canonical(file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec) -> tuple[OrderedDict[str, np.ndarray], list[str]]:
+def to_canonical(
+    file_state: Mapping[str, Any], layout: Layout, spec: FamilySpec
+) -> tuple[OrderedDict[str, np.ndarray], list[str]]:
     """File-side keys to canonical ones. Returns the canonical state and the file keys that no rule
     accounts for (reported as unexpected by :func:`check_state`)."""
     renames = {r.file: r.canonical for r in layout.renames}
@@ -227,7 +245,9 @@ def from_canonical(state: Mapping[str, np.ndarray], layout: Layout, spec: Family
     return {layout.wrap: out, **dict(layout.extra)}
 
 
-def _insert_constants(items: list[tuple[str, np.ndarray]], constants: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+def _insert_constants(
+    items: list[tuple[str, np.ndarray]], constants: Mapping[str, np.ndarray]
+) -> list[tuple[str, np.ndarray]]:
     """Put each regenerated buffer before the first key of its own module's children (where the
     official state dict keeps it), or at the end."""
     result = list(items)
@@ -240,7 +260,9 @@ def _insert_constants(items: list[tuple[str, np.ndarray]], constants: Mapping[st
     return result
 
 
-def wrap(state: Mapping[str, np.ndarray], layout: Layout, spec: FamilySpec, kwargs: Mapping[str, Any] | None = None) -> Any:
+def wrap(
+    state: Mapping[str, np.ndarray], layout: Layout, spec: FamilySpec, kwargs: Mapping[str, Any] | None = None
+) -> Any:
     return from_canonical(state, layout, spec, kwargs)
 
 
@@ -290,8 +312,11 @@ def check_state(state: Mapping[str, np.ndarray], manifest: Manifest, strays: Seq
 def _describe(mm: Mismatch, manifest: Manifest, layout: str, found: str = "") -> str:
     parts = []
     if mm.shapes:
-        parts.append("shape mismatch: " + "; ".join(f"{k} is {list(a)} in the file, {list(b)} in the model" for k, a, b in mm.shapes[:6])
-                     + (f" ... ({len(mm.shapes)} in all)" if len(mm.shapes) > 6 else ""))
+        parts.append(
+            "shape mismatch: "
+            + "; ".join(f"{k} is {list(a)} in the file, {list(b)} in the model" for k, a, b in mm.shapes[:6])
+            + (f" ... ({len(mm.shapes)} in all)" if len(mm.shapes) > 6 else "")
+        )
     if mm.missing:
         parts.append(f"missing: {_fmt_keys(mm.missing)}")
     if mm.unexpected:

@@ -50,11 +50,15 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
-            raise PreprocessError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, not {self.interpolation!r}")
+            raise PreprocessError(
+                f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, not {self.interpolation!r}"
+            )
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise PreprocessError(f"mean and std need three values each and std > 0 (got {self.mean}, {self.std})")
         if self.resize is not None and self.resize < min(self.input_size):
-            raise PreprocessError(f"resize {self.resize} is smaller than the crop {self.input_size}; fix the family's preprocessing")
+            raise PreprocessError(
+                f"resize {self.resize} is smaller than the crop {self.input_size}; fix the family's preprocessing"
+            )
 
     @classmethod
     def from_mapping(cls, recipe: Mapping[str, Any], input_size: Sequence[int] | None = None,
@@ -112,7 +116,9 @@ def load_image(path: str) -> Any:
     except FileNotFoundError:
         raise MissingFileError(f"no such image: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise PreprocessError(f"{path} is not an image Pillow can read ({exc}); give a .jpg/.png or a .npy array") from None
+        raise PreprocessError(
+            f"{path} is not an image Pillow can read ({exc}); give a .jpg/.png or a .npy array"
+        ) from None
 
 
 def preprocess_image(image: Any, recipe: Preprocessing) -> np.ndarray:
@@ -158,7 +164,9 @@ def load_input(path: str, recipe: Preprocessing) -> np.ndarray:
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[1] != 3 or arr.dtype.kind != "f":
-            raise PreprocessError(f"{path}: a .npy input must be a float array [3, H, W] or [N, 3, H, W], not {arr.shape} {arr.dtype}")
+            raise PreprocessError(
+                f"{path}: a .npy input must be a float array [3, H, W] or [N, 3, H, W], not {arr.shape} {arr.dtype}"
+            )
         return np.ascontiguousarray(arr)
     return preprocess_image(load_image(path), recipe)
 

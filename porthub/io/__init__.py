@@ -35,7 +35,14 @@ __all__ = [
 ]
 
 FORMATS = ("pth", "pdparams", "safetensors")
-_SUFFIXES = {".pth": "pth", ".pt": "pth", ".bin": "pth", ".ckpt": "pth", ".pdparams": "pdparams", ".safetensors": "safetensors"}
+_SUFFIXES = {
+    ".pth": "pth",
+    ".pt": "pth",
+    ".bin": "pth",
+    ".ckpt": "pth",
+    ".pdparams": "pdparams",
+    ".safetensors": "safetensors",
+}
 
 
 def format_for_path(path: str) -> str | None:
@@ -51,7 +58,9 @@ def _require_regular_file(path: str) -> None:
     if stat.S_ISDIR(mode):
         raise CheckpointFormatError(f"{path} is a directory, not a checkpoint file")
     if not stat.S_ISREG(mode):
-        raise CheckpointFormatError(f"{path} is not a regular file (a pipe or a device); save the checkpoint to a file first")
+        raise CheckpointFormatError(
+            f"{path} is not a regular file (a pipe or a device); save the checkpoint to a file first"
+        )
 
 
 def detect_format(path: str) -> str:
@@ -118,7 +127,9 @@ def frameworks_of_file(path: str, fmt: str | None = None) -> tuple[str, ...]:
     if fmt == "pdparams":
         return (PADDLE,)
     meta = read_safetensors_metadata(path)
-    declared = meta.get("porthub.framework") or {"pt": TORCH, "paddle": PADDLE, "pd": PADDLE}.get(meta.get("format", ""))
+    declared = meta.get("porthub.framework") or {"pt": TORCH, "paddle": PADDLE, "pd": PADDLE}.get(
+        meta.get("format", "")
+    )
     return (declared,) if declared in FRAMEWORKS else FRAMEWORKS
 
 

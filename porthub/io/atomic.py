@@ -4,8 +4,8 @@ A reader never sees a partial file: until the rename the destination holds its o
 not exist), and a process killed at any moment leaves the old file or the new one. That needs no
 fsync: the kernel holds every byte written before the rename. fsync adds durability across a power
 loss or an OS crash, at the cost of waiting for the disk (more than the conversion itself on a busy
-disk); ``PORTHUB_FSYNC=1`` asks for it, as conversions of weights one can regenerate seldom need it. Two writers of one destination each fill their own temporary, so the result is one
-writer's whole file, never a mix.
+disk); ``PORTHUB_FSYNC=1`` asks for it, as conversions of weights one can regenerate seldom need it. Two writers of
+one destination each fill their own temporary, so the result is one writer's whole file, never a mix.
 
 Temporaries are hidden files named ``.NAME.<host>-<pid>-<random>.partial`` beside ``NAME``. A failure
 removes its own; a writer killed outright (SIGKILL, power loss) cannot, so each write first removes
@@ -114,7 +114,9 @@ def atomic_write(path: str, overwrite: bool = True) -> Iterator[IO[bytes]]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(old)
         mode = _default_mode(path)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".partial", dir=directory)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".partial", dir=directory
+        )
     except OSError as exc:
         raise _no_temporary_names(exc, path) from None
     try:

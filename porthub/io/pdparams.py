@@ -11,8 +11,16 @@ from typing import IO, Any
 from ..errors import CheckpointFormatError
 from .mapped import map_file
 from .pickle_safe import (
-    BASIC_GLOBALS, NUMPY_GLOBALS, CopyBudget, MappedBytes, PickleWriter, SafeUnpickler, finish_tree, remap_stream,
-    scan_pickle, write_numpy_array,
+    BASIC_GLOBALS,
+    NUMPY_GLOBALS,
+    CopyBudget,
+    MappedBytes,
+    PickleWriter,
+    SafeUnpickler,
+    finish_tree,
+    remap_stream,
+    scan_pickle,
+    write_numpy_array,
 )
 
 __all__ = ["read_pdparams", "write_pdparams", "PADDLE_NAME_TABLE"]

@@ -102,7 +102,11 @@ def _plain_set(items: Any = ()) -> set:
 
 
 def _opaque_class(name: str) -> type:
-    return type(name.rsplit(".", 1)[-1], (Opaque,), {"__slots__": (), "__init__": lambda self, *a, **k: Opaque.__init__(self, name)})
+    return type(
+        name.rsplit(".", 1)[-1],
+        (Opaque,),
+        {"__slots__": (), "__init__": lambda self, *a, **k: Opaque.__init__(self, name)},
+    )
 
 
 class Allowed:
@@ -182,9 +186,13 @@ class PickledDtype:
             raise CheckpointFormatError("numpy dtype state has an unexpected form")
         endian, subdescr, names, fields, elsize, alignment, flags = state[1:8]
         if endian not in ("<", ">", "|", "=") or (subdescr, names, fields) != (None, None, None):
-            raise UnsafeCheckpointError("numpy dtype state describes a structured or sub-array dtype; only plain numbers are accepted")
+            raise UnsafeCheckpointError(
+                "numpy dtype state describes a structured or sub-array dtype; only plain numbers are accepted"
+            )
         if (elsize, alignment, flags) != (-1, -1, 0) or (len(state) == 9 and state[8] not in (None, {})):
-            raise UnsafeCheckpointError("numpy dtype state sets item size, alignment or flags; only plain numbers are accepted")
+            raise UnsafeCheckpointError(
+                "numpy dtype state sets item size, alignment or flags; only plain numbers are accepted"
+            )
         self.order = endian
 
     def resolve(self, where: str) -> np.dtype:
@@ -244,7 +252,9 @@ class _SafeArray(np.ndarray):
             shape = _checked_shape(shape, "numpy array")
             need = math.prod(shape) * dtype.itemsize
             if need != raw.data.nbytes or not isinstance(fortran, bool):
-                raise CheckpointFormatError(f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {raw.data.nbytes} bytes")
+                raise CheckpointFormatError(
+                    f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {raw.data.nbytes} bytes"
+                )
             # a view of the mapped file, resolved by finish_tree: no copy of the array's bytes
             self._mapped = raw.data.view(dtype).reshape(shape, order="F" if fortran else "C")
             return
@@ -255,7 +265,9 @@ class _SafeArray(np.ndarray):
             raise CheckpointFormatError("numpy array state has a malformed order flag")
         need = math.prod(shape) * dtype.itemsize
         if need != len(raw):
-            raise CheckpointFormatError(f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {len(raw)} bytes")
+            raise CheckpointFormatError(
+                f"numpy array claims shape {shape} of {dtype} ({need} bytes) but holds {len(raw)} bytes"
+            )
         super().__setstate__((version, shape, dtype, fortran, raw))
 
 
@@ -418,7 +430,14 @@ def _build_table() -> list[tuple | None]:
         has_mark = "mark" in before
         below = before.index("mark") if has_mark else len(before)
         table[ord(op.code.encode("latin1"))] = (
-            op.name, kind, size, below, has_mark, len(op.stack_after), _SPECIAL.get(op.name), op.name in ("BININT", "LONG4", "EXT4", "BINSTRING"),
+            op.name,
+            kind,
+            size,
+            below,
+            has_mark,
+            len(op.stack_after),
+            _SPECIAL.get(op.name),
+            op.name in ("BININT", "LONG4", "EXT4", "BINSTRING"),
         )
     return table
 
@@ -518,7 +537,9 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
             elif pushed:
                 depth = popped + 1 if popped >= 0 else 0
                 if depth > max_depth:
-                    raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+                    raise CheckpointFormatError(
+                        f"{source}: the pickle nests containers more than {max_depth} deep; refusing it"
+                    )
                 stack.extend([depth] * pushed)
         elif special == "inplace":
             if len(stack) - (3 if name == "SETITEM" else 2) < fence:
@@ -528,7 +549,9 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
                 item = max(item, stack.pop())
             stack[-1] = max(stack[-1], item + 1)
             if stack[-1] > max_depth:
-                raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+                raise CheckpointFormatError(
+                    f"{source}: the pickle nests containers more than {max_depth} deep; refusing it"
+                )
         elif special == "inplace_mark":
             if not marks:
                 raise fail(f"{name} without a MARK")
@@ -541,7 +564,9 @@ def scan_pickle(buf: Any, source: str, max_depth: int = MAX_DEPTH, max_ops: int 
             if items:
                 stack[-1] = max(stack[-1], max(items) + 1)
                 if stack[-1] > max_depth:
-                    raise CheckpointFormatError(f"{source}: the pickle nests containers more than {max_depth} deep; refusing it")
+                    raise CheckpointFormatError(
+                        f"{source}: the pickle nests containers more than {max_depth} deep; refusing it"
+                    )
         elif special in ("put", "memoize"):
             if len(stack) - 1 < fence:
                 raise fail(f"{name} on an empty stack")
@@ -680,9 +705,13 @@ def finish_tree(root: Any, source: str, budget: CopyBudget, max_depth: int = MAX
             if key in done:
                 continue
             if key in on_path:
-                raise CheckpointFormatError(f"{source}: the checkpoint's containers refer to themselves (a cycle); refusing it")
+                raise CheckpointFormatError(
+                    f"{source}: the checkpoint's containers refer to themselves (a cycle); refusing it"
+                )
             if depth > max_depth:
-                raise CheckpointFormatError(f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it")
+                raise CheckpointFormatError(
+                    f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it"
+                )
             on_path.add(key)
             todo.append((node, depth, True))
             todo.extend((c, depth + 1, False) for c in reversed(children) if isinstance(c, (dict, list, tuple)))
@@ -696,7 +725,9 @@ def finish_tree(root: Any, source: str, budget: CopyBudget, max_depth: int = MAX
             else:
                 n += 1
         if h > max_depth:
-            raise CheckpointFormatError(f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it")
+            raise CheckpointFormatError(
+                f"{source}: the checkpoint nests containers more than {max_depth} deep; refusing it"
+            )
         if n > max_nodes:
             raise CheckpointFormatError(
                 f"{source}: the checkpoint's shared containers expand to more than {max_nodes} items; refusing it"
@@ -845,7 +876,9 @@ def write_numpy_array(writer: PickleWriter, arr: np.ndarray) -> None:
     ``numpy.core`` so that numpy 1.x and 2.x both read it."""
     if arr.dtype.kind not in _NUMERIC_KINDS or arr.dtype.fields is not None or arr.dtype.subdtype is not None:
         # the reader refuses these, so writing one would only produce a file nobody can load
-        raise CheckpointWriteError(f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors")
+        raise CheckpointWriteError(
+            f"cannot write an array of dtype {arr.dtype} into a checkpoint; only numeric tensors"
+        )
     writer.global_("numpy.core.multiarray", "_reconstruct")
     writer.global_("numpy", "ndarray")
     writer.tuple_((0,))

@@ -22,7 +22,15 @@ from ..errors import CheckpointFormatError, CheckpointWriteError, UnsafeCheckpoi
 from .dtypes import BFLOAT16, is_bfloat16
 from .mapped import map_file
 from .pickle_safe import (
-    BASIC_GLOBALS, NUMPY_GLOBALS, Allowed, CopyBudget, Marker, PickleWriter, SafeUnpickler, allowed, finish_tree,
+    BASIC_GLOBALS,
+    NUMPY_GLOBALS,
+    Allowed,
+    CopyBudget,
+    Marker,
+    PickleWriter,
+    SafeUnpickler,
+    allowed,
+    finish_tree,
     scan_pickle,
 )
 from .zipstore import StoredZipWriter
@@ -78,8 +86,13 @@ def _torch_globals(budget: CopyBudget) -> dict[tuple[str, str], Any]:
                           hooks: Any = None, metadata: Any = None) -> np.ndarray:
         if not isinstance(storage, _Storage):
             raise CheckpointFormatError("a tensor refers to something that is not a storage")
-        if not (type(offset) is int and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-                and len(size) <= 64):
+        if not (
+            type(offset) is int
+            and isinstance(size, tuple)
+            and isinstance(stride, tuple)
+            and len(size) == len(stride)
+            and len(size) <= 64
+        ):
             raise CheckpointFormatError("a tensor has a malformed offset, size or stride")
         if any(type(n) is not int or n < 0 for n in size) or any(type(s) is not int or s < 0 for s in stride):
             raise CheckpointFormatError(f"a tensor has a negative or non-integer size {size} or stride {stride}")
@@ -90,7 +103,8 @@ def _torch_globals(budget: CopyBudget) -> dict[tuple[str, str], Any]:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if offset < 0 or last >= data.size:
             raise CheckpointFormatError(
-                f"a tensor of size {size} at offset {offset} with stride {stride} reaches element {last} of a storage of {data.size}"
+                f"a tensor of size {size} at offset {offset} with stride {stride} reaches element {last} of a storage "
+                f"of {data.size}"
             )
         flat = data[offset:]
         # torch ignores the stride of a dimension of size 1, and so does contiguity here
@@ -98,7 +112,9 @@ def _torch_globals(budget: CopyBudget) -> dict[tuple[str, str], Any]:
             return flat[:numel].reshape(size)
         budget.spend(numel * data.itemsize, f"a strided tensor of size {size}")
         itemsize = data.itemsize
-        view = np.lib.stride_tricks.as_strided(flat, shape=size, strides=tuple(s * itemsize for s in stride), writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            flat, shape=size, strides=tuple(s * itemsize for s in stride), writeable=False
+        )
         return np.ascontiguousarray(view)
 
     def rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, *state: Any) -> np.ndarray:
@@ -120,7 +136,9 @@ def _torch_globals(budget: CopyBudget) -> dict[tuple[str, str], Any]:
         **BASIC_GLOBALS,
         ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): rebuild_param,
-        ("torch._tensor", "_rebuild_from_type_v2"): Allowed("torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2),
+        ("torch._tensor", "_rebuild_from_type_v2"): Allowed(
+            "torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2
+        ),
         ("torch", "Tensor"): _TENSOR,
         ("torch.nn.parameter", "Parameter"): _PARAMETER,
         **_STORAGE_TYPES,
@@ -141,7 +159,9 @@ _STORAGE_TYPES: dict[tuple[str, str], Any] = allowed({
 def _entry_view(mm: mmap.mmap, info: zipfile.ZipInfo, source: str) -> np.ndarray:
     """The bytes of one stored zip entry, as a uint8 view of the mapping (no copy)."""
     if info.compress_type != zipfile.ZIP_STORED:
-        raise CheckpointFormatError(f"{source}: entry {info.filename} is compressed; torch.save stores entries uncompressed")
+        raise CheckpointFormatError(
+            f"{source}: entry {info.filename} is compressed; torch.save stores entries uncompressed"
+        )
     start = info.header_offset
     if start < 0 or info.file_size < 0:
         raise CheckpointFormatError(f"{source}: zip entry {info.filename} has a negative offset or size")
@@ -181,7 +201,9 @@ def read_pth(path: str) -> Any:
         try:
             zf = zipfile.ZipFile(fh)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError) as exc:
-            raise CheckpointFormatError(f"{source}: not a readable torch.save zip file ({exc}); was it truncated?") from exc
+            raise CheckpointFormatError(
+                f"{source}: not a readable torch.save zip file ({exc}); was it truncated?"
+            ) from exc
         with zf:
             infos = zf.infolist()
     pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
@@ -189,7 +211,9 @@ def read_pth(path: str) -> Any:
         raise CheckpointFormatError(f"{source}: a torch.save zip holds exactly one data.pkl; found {len(pkl)}")
     prefix = pkl[0].filename[: -len("data.pkl")]
     if pkl[0].file_size > _MAX_PICKLE:
-        raise CheckpointFormatError(f"{source}: data.pkl claims {pkl[0].file_size} bytes; refusing more than {_MAX_PICKLE}")
+        raise CheckpointFormatError(
+            f"{source}: data.pkl claims {pkl[0].file_size} bytes; refusing more than {_MAX_PICKLE}"
+        )
     by_name = {i.filename: i for i in infos}
     order = _byteorder(mm, by_name, prefix, source)
     budget = CopyBudget(size, source)
@@ -219,7 +243,8 @@ def read_pth(path: str) -> Any:
         need = numel * dtype.itemsize
         if info.file_size != need:
             raise CheckpointFormatError(
-                f"{source}: storage {key} claims {numel} x {storage_type.name} ({need} bytes) but holds {info.file_size}"
+                f"{source}: storage {key} claims {numel} x {storage_type.name} ({need} bytes) but holds "
+                f"{info.file_size}"
             )
         data = _entry_view(mm, info, source).view(dtype) if need else np.zeros(0, dtype)
         if not data.dtype.isnative:

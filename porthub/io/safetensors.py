@@ -89,18 +89,21 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         need = math.prod(shape) * dtype.itemsize
         if not 0 <= begin <= end <= data_size or end - begin != need:
             raise CheckpointFormatError(
-                f"{source}: tensor {name!r:.80} of shape {shape} needs {need} bytes at [{begin}, {end}) of a {data_size}-byte data section"
+                f"{source}: tensor {name!r:.80} of shape {shape} needs {need} bytes at [{begin}, {end}) of a "
+                f"{data_size}-byte data section"
             )
         spans.append((begin, end, name))
         out[name] = whole[start + begin:start + end].view(dtype).reshape(shape)
     spans.sort()
-    for (b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
+    for (_b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
         if b1 < e0:
             raise CheckpointFormatError(f"{source}: tensors {n0!r:.80} and {n1!r:.80} overlap")
     return out
 
 
-def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadata: Mapping[str, str] | None = None) -> None:
+def write_safetensors(
+    tensors: Mapping[str, np.ndarray], out: IO[bytes], metadata: Mapping[str, str] | None = None
+) -> None:
     header: dict[str, Any] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -114,7 +117,11 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], out: IO[bytes], metadat
         if code is None:
             raise CheckpointWriteError(
                 f"safetensors has no dtype for {arr.dtype} (tensor {name}); cast the weights to a float type first")
-        header[name] = {"dtype": code, "shape": [int(n) for n in arr.shape], "data_offsets": [offset, offset + arr.nbytes]}
+        header[name] = {
+            "dtype": code,
+            "shape": [int(n) for n in arr.shape],
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         offset += arr.nbytes
         arrays.append(arr)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")

@@ -136,7 +136,13 @@ def uses_scratch(arr: np.ndarray) -> bool:
 
     A memory-layout question only: the engine has already transposed the Linear weights (by their
     declared kind); this asks whether the view it made is a transpose of contiguous bytes."""
-    return arr.dtype.byteorder != ">" and not arr.flags.c_contiguous and arr.ndim == 2 and arr.T.flags.c_contiguous and arr.size > 0
+    return (
+        arr.dtype.byteorder != ">"
+        and not arr.flags.c_contiguous
+        and arr.ndim == 2
+        and arr.T.flags.c_contiguous
+        and arr.size > 0
+    )
 
 
 def stage(arr: np.ndarray, into: np.ndarray | None = None, checksum: bool = False) -> Staged:
