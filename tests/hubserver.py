@@ -34,16 +34,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 # The Hub's licence identifiers (https://huggingface.co/docs/hub/repositories-licenses)
-LICENSES = frozenset("""apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
+LICENSES = frozenset(
+    """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
 bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0
 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0
 cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl
 lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++
 osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1 llama3.2
-llama3.3 llama4 gemma unknown other""".split())
-PIPELINE_TAGS = frozenset("""image-classification image-segmentation object-detection depth-estimation
-image-feature-extraction zero-shot-image-classification feature-extraction""".split())
+llama3.3 llama4 gemma unknown other""".split()
+)
+PIPELINE_TAGS = frozenset(
+    """image-classification image-segmentation object-detection depth-estimation
+image-feature-extraction zero-shot-image-classification feature-extraction""".split()
+)
 LFS_SUFFIXES = (".safetensors", ".pdparams", ".pth", ".bin", ".npy", ".npz")
 _REPO = r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
 
@@ -118,7 +122,9 @@ def validate_card_yaml(content: str) -> list[str]:
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             errors.append(f'"{key}" must be a list of strings')
     datasets = meta.get("datasets")
-    if datasets is not None and not (isinstance(datasets, str) or (isinstance(datasets, list) and all(isinstance(d, str) for d in datasets))):
+    if datasets is not None and not (
+        isinstance(datasets, str) or (isinstance(datasets, list) and all(isinstance(d, str) for d in datasets))
+    ):
         errors.append('"datasets" must be a string or a list of strings')
     for key in ("library_name", "pipeline_tag"):
         if key in meta and not isinstance(meta[key], str):
@@ -136,16 +142,30 @@ def _model_index_errors(index: Any) -> list[str]:
         return ['"model-index" must be a list']
     errors = []
     for entry in index:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("results"), list):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("results"), list)
+        ):
             errors.append('"model-index" entries need "name" (string) and "results" (list)')
             continue
         for result in entry["results"]:
-            task, dataset, metrics = (result.get(k) if isinstance(result, dict) else None for k in ("task", "dataset", "metrics"))
+            task, dataset, metrics = (
+                result.get(k) if isinstance(result, dict) else None for k in ("task", "dataset", "metrics")
+            )
             if not (isinstance(task, dict) and isinstance(task.get("type"), str)):
                 errors.append('"model-index" result needs task.type')
-            if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str) and isinstance(dataset.get("type"), str)):
+            if not (
+                isinstance(dataset, dict)
+                and isinstance(dataset.get("name"), str)
+                and isinstance(dataset.get("type"), str)
+            ):
                 errors.append('"model-index" result needs dataset.name and dataset.type')
-            if not (isinstance(metrics, list) and metrics and all(isinstance(m, dict) and isinstance(m.get("type"), str) and "value" in m for m in metrics)):
+            if not (
+                isinstance(metrics, list)
+                and metrics
+                and all(isinstance(m, dict) and isinstance(m.get("type"), str) and "value" in m for m in metrics)
+            ):
                 errors.append('"model-index" result needs metrics with type and value')
             source = result.get("source") if isinstance(result, dict) else None
             if source is not None and not (isinstance(source, dict) and isinstance(source.get("url"), str)):
@@ -161,7 +181,9 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("hubserver: " + fmt % args + "\n")
 
     # --------------------------------------------------------------- helpers
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, ctype: str = "application/json") -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, ctype: str = "application/json"
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         for k, v in (headers or {}).items():
@@ -175,7 +197,11 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), headers)
 
     def _error(self, status: int, message: str, code: str | None = None) -> None:
-        self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message} if code else {"X-Error-Message": message})
+        self._json(
+            status,
+            {"error": message},
+            {"X-Error-Code": code, "X-Error-Message": message} if code else {"X-Error-Message": message},
+        )
 
     def _body_to_file(self) -> str:
         fd, path = tempfile.mkstemp(dir=self.store.root, suffix=".upload")
@@ -300,7 +326,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(409, "You already created this model repo")
                 return
             first = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-            self.store.repos[repo] = {"branches": {"main": first}, "tags": {}, "commits": {first: {"files": {}, "parent": None}}}
+            self.store.repos[repo] = {
+                "branches": {"main": first},
+                "tags": {},
+                "commits": {first: {"files": {}, "parent": None}},
+            }
         self._json(200, {"url": f"http://{self.headers['Host']}/{repo}", "name": repo})
 
     def _preupload(self, repo: str, body: dict[str, Any]) -> None:
@@ -358,7 +388,9 @@ class Handler(BaseHTTPRequestHandler):
             oid = hashlib.sha1(f"{repo}{rev}{time.time_ns()}{message}".encode()).hexdigest()
             r["commits"][oid] = {"files": files, "parent": r["branches"][rev], "message": message}
             r["branches"][rev] = oid
-        self._json(200, {"commitOid": oid, "commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{oid}", "success": True})
+        self._json(
+            200, {"commitOid": oid, "commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{oid}", "success": True}
+        )
 
     def _ref(self, repo: str, kind: str, rev: str, body: dict[str, Any]) -> None:
         with self.store.lock:
@@ -395,8 +427,16 @@ class Handler(BaseHTTPRequestHandler):
         got = self._commit_files(repo, rev)
         if got:
             sha, files = got
-            self._json(200, {"id": repo, "modelId": repo, "sha": sha, "private": False,
-                             "siblings": [{"rfilename": p} for p in sorted(files)]})
+            self._json(
+                200,
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": sha,
+                    "private": False,
+                    "siblings": [{"rfilename": p} for p in sorted(files)],
+                },
+            )
 
     def _tree(self, repo: str, rev: str, sub: str, recursive: bool) -> None:
         got = self._commit_files(repo, rev)
@@ -408,17 +448,20 @@ class Handler(BaseHTTPRequestHandler):
         for p, info in sorted(files.items()):
             if not p.startswith(prefix):
                 continue
-            rest = p[len(prefix):]
+            rest = p[len(prefix) :]
             if "/" in rest:
                 parts = rest.split("/")[:-1]
-                dirs.update(prefix + "/".join(parts[:i + 1]) for i in range(len(parts) if recursive else 1))
+                dirs.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts) if recursive else 1))
                 if not recursive:
                     continue
             entry = {"type": "file", "path": p, "size": info["size"], "oid": info.get("blob") or info["sha256"]}
             if info["lfs"]:
                 entry["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": 134}
             out.append(entry)
-        out += [{"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0} for d in sorted(dirs)]
+        out += [
+            {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
+            for d in sorted(dirs)
+        ]
         self._json(200, out)
 
     def _refs(self, repo: str) -> None:
@@ -426,9 +469,16 @@ class Handler(BaseHTTPRequestHandler):
         if r is None:
             self._error(404, "Repository not found", "RepoNotFound")
             return
-        self._json(200, {"branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in r["branches"].items()],
-                         "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": c} for t, c in r["tags"].items()],
-                         "converts": []})
+        self._json(
+            200,
+            {
+                "branches": [
+                    {"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in r["branches"].items()
+                ],
+                "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": c} for t, c in r["tags"].items()],
+                "converts": [],
+            },
+        )
 
     def _resolve(self, repo: str, rev: str, file: str) -> None:
         got = self._commit_files(repo, rev)

@@ -39,8 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "aistudio-porthub-test-token"
 OWNER = "porthub"
 REPO = f"{OWNER}/shunted_t"
-AISTUDIO_FILES = {"README.md", "config.json", ".gitattributes", "model.pdparams", "test/input.npy",
-                  "test/output.float32.npy", "test/output.float64.npy"}
+AISTUDIO_FILES = {
+    "README.md",
+    "config.json",
+    ".gitattributes",
+    "model.pdparams",
+    "test/input.npy",
+    "test/output.float32.npy",
+    "test/output.float64.npy",
+}
 # Runs Paddle's pretrained model (PORTHUB_HUBS decides where from) and PyTorch's from_pretrained with
 # hub="aistudio" on argv[1]; saves both outputs to argv[2].
 LOADER = """
@@ -123,29 +130,54 @@ def studio(tmp_path_factory: pytest.TempPathFactory):
         yield double
 
 
-def _env(studio: double_mod.Double, home: Path, guard: SimpleNamespace, token: str | None = TOKEN,
-         **extra: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "PORTHUB_", "HUGGINGFACE_", "AISTUDIO_", "STUDIO_"))}
+def _env(
+    studio: double_mod.Double, home: Path, guard: SimpleNamespace, token: str | None = TOKEN, **extra: object
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "PORTHUB_", "HUGGINGFACE_", "AISTUDIO_", "STUDIO_"))
+    }
     env.update(double_mod.sdk_env(studio, token, str(home / "sdkhome")))
-    env.update({"OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), "PORTHUB_HOME": str(home / "porthub"),
-                "PORTHUB_TEST_ADDRESS_LOG": str(guard.log), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}", "HF_HUB_CACHE": str(home / "hf")})
+    env.update(
+        {
+            "OMP_NUM_THREADS": "2",
+            "PYTHONPATH": str(ROOT),
+            "PORTHUB_HOME": str(home / "porthub"),
+            "PORTHUB_TEST_ADDRESS_LOG": str(guard.log),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+            "HF_HUB_CACHE": str(home / "hf"),
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def _porthub(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", double_mod.GUARDED_CLI, *args], check=False, env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", double_mod.GUARDED_CLI, *args],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _python(code: str, args: list[str], env: dict[str, str], tmp: Path, timeout: float = 900) -> None:
     script = tmp / "script.py"
     script.write_text(code)
-    done = subprocess.run([sys.executable, "-c", double_mod.GUARDED_PY, str(script), *args], check=False, env=env,
-                          cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", double_mod.GUARDED_PY, str(script), *args],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -163,18 +195,21 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     state = _official_checkpoint(ckpt, seed=7)
     x = seeded_input(resolve("shunted_t")[1], seed=11)
     np.save(folder / "x.npy", x)
-    return SimpleNamespace(ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=_torch_reference(state, x), folder=folder,
-                           state=state)
+    return SimpleNamespace(
+        ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=_torch_reference(state, x), folder=folder, state=state
+    )
 
 
 @pytest.fixture(scope="module")
-def pushed(studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace,
-           tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def pushed(
+    studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
+) -> SimpleNamespace:
     """`porthub push shunted_t --weights <official file> --hub aistudio` into the empty double."""
     home = tmp_path_factory.mktemp("aistudio_push_home")
     assert (OWNER, "shunted_t") not in studio.repos
-    done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio", "--json"],
-                    _env(studio, home, guard))
+    done = _porthub(
+        ["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio", "--json"], _env(studio, home, guard)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return SimpleNamespace(result=json.loads(done.stdout), files=studio.files(OWNER, "shunted_t"), home=home)
 
@@ -182,9 +217,15 @@ def pushed(studio: double_mod.Double, source: SimpleNamespace, guard: SimpleName
 # ------------------------------------------------------------------------------- fast, no model built
 def test_aistudio_is_named_by_push_and_download_help() -> None:
     for command in ("push", "download"):
-        done = subprocess.run([sys.executable, "-m", "porthub.cli", command, "--help"], check=False, cwd=ROOT,
-                              capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            [sys.executable, "-m", "porthub.cli", command, "--help"],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert done.returncode == 0, done.stderr
         assert "aistudio" in done.stdout, (command, done.stdout)
 
@@ -200,15 +241,31 @@ def test_aistudio_card_passes_the_yaml_check_for_every_variant(tmp_path: Path) -
     checked = 0
     for spec in all_specs():
         for variant in spec.variants:
-            config = {"variant": variant.name, "architecture": variant.class_name, "family": spec.family,
-                      "porthub_version": "0", "licence": spec.licence, "paper": spec.paper,
-                      "official_repo": spec.official_repo, "meta": dict(variant.meta),
-                      "preprocessing": {"input_size": list(variant.input_size)},
-                      "source_checkpoint": {"name": "x.pth", "sha256": "0" * 64, "layout": "official"},
-                      "equivalence": {"results": [{"framework": "paddle", "file": "model.pdparams", "dtype": "float32",
-                                                   "max_abs_diff": 1e-6, "tolerance": 2e-5}]},
-                      "frameworks": {"paddle": {"file": "model.pdparams"}},
-                      "files": {"model.pdparams": {"sha256": "1" * 64, "size": 3}}}
+            config = {
+                "variant": variant.name,
+                "architecture": variant.class_name,
+                "family": spec.family,
+                "porthub_version": "0",
+                "licence": spec.licence,
+                "paper": spec.paper,
+                "official_repo": spec.official_repo,
+                "meta": dict(variant.meta),
+                "preprocessing": {"input_size": list(variant.input_size)},
+                "source_checkpoint": {"name": "x.pth", "sha256": "0" * 64, "layout": "official"},
+                "equivalence": {
+                    "results": [
+                        {
+                            "framework": "paddle",
+                            "file": "model.pdparams",
+                            "dtype": "float32",
+                            "max_abs_diff": 1e-6,
+                            "tolerance": 2e-5,
+                        }
+                    ]
+                },
+                "frameworks": {"paddle": {"file": "model.pdparams"}},
+                "files": {"model.pdparams": {"sha256": "1" * 64, "size": 3}},
+            }
             card = tmp_path / "README.md"
             card.write_text(render_card(config, f"{OWNER}/{variant.name}"))
             front = extract_yaml_block(str(card))
@@ -226,11 +283,15 @@ def test_aistudio_card_passes_the_yaml_check_for_every_variant(tmp_path: Path) -
     assert double_mod.validate_aistudio_yaml("license: [unclosed") is not None
 
 
-def test_aistudio_push_without_token_or_network_fails_before_any_work(studio: double_mod.Double, source: SimpleNamespace,
-                                                           guard: SimpleNamespace, tmp_path: Path) -> None:
+def test_aistudio_push_without_token_or_network_fails_before_any_work(
+    studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace, tmp_path: Path
+) -> None:
     started = time.monotonic()
-    done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
-                    _env(studio, tmp_path, guard, token=None), timeout=300)
+    done = _porthub(
+        ["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
+        _env(studio, tmp_path, guard, token=None),
+        timeout=300,
+    )
     took = time.monotonic() - started
     assert done.returncode == 1
     errors = _error_lines(done)
@@ -240,14 +301,18 @@ def test_aistudio_push_without_token_or_network_fails_before_any_work(studio: do
     assert studio.hits("POST", "/sdk/add") == 0
     # AI Studio unreachable: also said before the conversion
     started = time.monotonic()
-    done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
-                    _env(studio, tmp_path, guard, STUDIO_GIT_HOST=f"http://127.0.0.1:{_free_port()}"), timeout=300)
+    done = _porthub(
+        ["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio"],
+        _env(studio, tmp_path, guard, STUDIO_GIT_HOST=f"http://127.0.0.1:{_free_port()}"),
+        timeout=300,
+    )
     assert done.returncode == 1 and len(_error_lines(done)) == 1, done.stderr[-2000:]
     assert "cannot reach AI Studio" in _error_lines(done)[0] and time.monotonic() - started < 60
 
 
-def test_aistudio_token_comes_from_argument_environment_or_token_file(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aistudio_token_comes_from_argument_environment_or_token_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from porthub.hub.aistudio import require_token, resolve_token
 
     monkeypatch.delenv("AISTUDIO_ACCESS_TOKEN", raising=False)
@@ -273,8 +338,9 @@ def test_aistudio_sdk_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
 
 # --------------------------------------------------------------------------------- push and load
 @pytest.mark.slow
-def test_aistudio_push_writes_a_paddle_repository(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                  source: SimpleNamespace) -> None:
+def test_aistudio_push_writes_a_paddle_repository(
+    pushed: SimpleNamespace, studio: double_mod.Double, source: SimpleNamespace
+) -> None:
     files, result = pushed.files, pushed.result
     assert set(files) == AISTUDIO_FILES
     assert result["hub"] == "aistudio" and result["repo_id"] == REPO and result["revision"] == "master"
@@ -290,8 +356,9 @@ def test_aistudio_push_writes_a_paddle_repository(pushed: SimpleNamespace, studi
     assert config["source_checkpoint"]["name"] == "ckpt_T.pth" and config["source_checkpoint"]["layout"] == "official"
     card = files["README.md"].decode()
     assert card.startswith("---\nlicense: Other\n---\n")
-    paddle32 = next(r for r in config["equivalence"]["results"]
-                    if r["framework"] == "paddle" and r["dtype"] == "float32")
+    paddle32 = next(
+        r for r in config["equivalence"]["results"] if r["framework"] == "paddle" and r["dtype"] == "float32"
+    )
     assert paddle32["max_abs_diff"] <= 2e-5 and f"{paddle32['max_abs_diff']:.3e}" in card
     assert config["source_checkpoint"]["sha256"] in card and "set_state_dict" in card
     assert [reason for _text, reason in studio.yaml_checks] == [None]
@@ -299,9 +366,9 @@ def test_aistudio_push_writes_a_paddle_repository(pushed: SimpleNamespace, studi
 
 
 @pytest.mark.slow
-def test_aistudio_pretrained_gives_the_source_outputs(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                      source: SimpleNamespace, guard: SimpleNamespace,
-                                                      tmp_path: Path) -> None:
+def test_aistudio_pretrained_gives_the_source_outputs(
+    pushed: SimpleNamespace, studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace, tmp_path: Path
+) -> None:
     env = _env(studio, tmp_path, guard, PORTHUB_HUBS="aistudio")
     _python(LOADER, [str(source.x_path), str(tmp_path / "out.npz")], env, tmp_path)
     with np.load(tmp_path / "out.npz") as outs:
@@ -325,8 +392,9 @@ def test_aistudio_pretrained_gives_the_source_outputs(pushed: SimpleNamespace, s
 
 
 @pytest.mark.slow
-def test_aistudio_in_the_hub_order(pushed: SimpleNamespace, source: SimpleNamespace, sdk_env: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aistudio_in_the_hub_order(
+    pushed: SimpleNamespace, source: SimpleNamespace, sdk_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PORTHUB_HUBS orders the hubs asked for pretrained weights (default local,hf,aistudio): a hub that
     lacks the repository passes on to the next; AI Studio's Paddle file gives the official checkpoint's
     tensors exactly, whichever framework asks; a name that is not a hub is refused."""
@@ -346,9 +414,9 @@ def test_aistudio_in_the_hub_order(pushed: SimpleNamespace, source: SimpleNamesp
 
 
 @pytest.mark.slow
-def test_aistudio_second_push_updates_the_repository(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                     source: SimpleNamespace, guard: SimpleNamespace,
-                                                     tmp_path: Path) -> None:
+def test_aistudio_second_push_updates_the_repository(
+    pushed: SimpleNamespace, studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace, tmp_path: Path
+) -> None:
     ckpt = tmp_path / "ckpt_T.pth"
     _official_checkpoint(ckpt, seed=8)
     env = _env(studio, pushed.home, guard)
@@ -357,8 +425,9 @@ def test_aistudio_second_push_updates_the_repository(pushed: SimpleNamespace, st
     first = Path(json.loads(done.stdout)["paths"]["model.pdparams"])
     assert first.read_bytes() == pushed.files["model.pdparams"]
     commits = studio.commit_count(OWNER, "shunted_t")
-    done = _porthub(["push", "shunted_t", "--weights", str(ckpt), "--hub", "aistudio", "--json"],
-                    _env(studio, tmp_path, guard))
+    done = _porthub(
+        ["push", "shunted_t", "--weights", str(ckpt), "--hub", "aistudio", "--json"], _env(studio, tmp_path, guard)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["created"] is False
@@ -398,8 +467,9 @@ def _staged(pushed: SimpleNamespace, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_aistudio_rejected_readme_fails_the_push(pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aistudio_rejected_readme_fails_the_push(
+    pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from porthub.hub import aistudio as hub_aistudio
 
     folder = _staged(pushed, sdk_env)
@@ -419,15 +489,17 @@ def test_aistudio_rejected_readme_fails_the_push(pushed: SimpleNamespace, studio
 
 
 @pytest.mark.slow
-def test_aistudio_push_command_fails_when_the_readme_is_rejected(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                                 source: SimpleNamespace, guard: SimpleNamespace,
-                                                                 tmp_path: Path) -> None:
+def test_aistudio_push_command_fails_when_the_readme_is_rejected(
+    pushed: SimpleNamespace, studio: double_mod.Double, source: SimpleNamespace, guard: SimpleNamespace, tmp_path: Path
+) -> None:
     """`porthub push --hub aistudio` against a server whose YAML check refuses the card: one error line,
     non-zero status, although the SDK itself reports nothing."""
     studio.reject_all_yaml = True
     try:
-        done = _porthub(["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio",
-                         "--repo-id", f"{OWNER}/card_cli"], _env(studio, tmp_path, guard))
+        done = _porthub(
+            ["push", "shunted_t", "--weights", str(source.ckpt), "--hub", "aistudio", "--repo-id", f"{OWNER}/card_cli"],
+            _env(studio, tmp_path, guard),
+        )
     finally:
         studio.reject_all_yaml = False
     assert done.returncode == 1, done.stdout[-2000:]
@@ -438,8 +510,9 @@ def test_aistudio_push_command_fails_when_the_readme_is_rejected(pushed: SimpleN
 
 
 @pytest.mark.slow
-def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                                sdk_env: Path) -> None:
+def test_aistudio_repository_carries_the_paddle_inference_model(
+    pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path
+) -> None:
     """Files a built repository has besides the weights (the export issue's Paddle inference model) go
     to AI Studio too, LFS where they are weights, listed in config.json and on the card; PyTorch's do not."""
     from porthub.hub import aistudio as hub_aistudio
@@ -447,12 +520,19 @@ def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNa
     folder = _staged(pushed, sdk_env)
     config = json.loads((folder / "config.json").read_text())
     (folder / "inference").mkdir()
-    extra = {"inference/inference.json": b'{"program": "stand-in"}', "inference/inference.pdiparams": b"\x01" * 4096,
-             "inference/inference.yml": b"Global:\n  model_name: shunted_t\n", "model.pt": b"torch only"}
+    extra = {
+        "inference/inference.json": b'{"program": "stand-in"}',
+        "inference/inference.pdiparams": b"\x01" * 4096,
+        "inference/inference.yml": b"Global:\n  model_name: shunted_t\n",
+        "model.pt": b"torch only",
+    }
     for name, data in extra.items():
         (folder / name).write_bytes(data)
-        config["files"][name] = {"framework": "torch" if name.endswith(".pt") else "paddle",
-                                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        config["files"][name] = {
+            "framework": "torch" if name.endswith(".pt") else "paddle",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
     (folder / "config.json").write_text(json.dumps(config))
     hub_aistudio.publish(str(folder), f"{OWNER}/with_inference")
     files = studio.files(OWNER, "with_inference")
@@ -466,8 +546,9 @@ def test_aistudio_repository_carries_the_paddle_inference_model(pushed: SimpleNa
 
 
 @pytest.mark.slow
-def test_aistudio_owner_part_is_the_token_owners_namespace(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                           sdk_env: Path) -> None:
+def test_aistudio_owner_part_is_the_token_owners_namespace(
+    pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path
+) -> None:
     from porthub.hub import aistudio as hub_aistudio
 
     folder = _staged(pushed, sdk_env)
@@ -484,8 +565,12 @@ def test_aistudio_owner_part_is_the_token_owners_namespace(pushed: SimpleNamespa
 
 @pytest.mark.slow
 def test_aistudio_statistics_are_off_unless_opted_in_and_never_block(
-        pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path, monkeypatch: pytest.MonkeyPatch,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    pushed: SimpleNamespace,
+    studio: double_mod.Double,
+    sdk_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     import aistudio_sdk.dot
 
     from porthub.hub import aistudio as hub_aistudio
@@ -518,8 +603,9 @@ def test_aistudio_statistics_are_off_unless_opted_in_and_never_block(
 
 
 @pytest.mark.slow
-def test_aistudio_published_source_sha256_for_publish_zoo(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                          sdk_env: Path) -> None:
+def test_aistudio_published_source_sha256_for_publish_zoo(
+    pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path
+) -> None:
     from porthub.hub import aistudio as hub_aistudio
 
     config = json.loads(studio.files(OWNER, "shunted_t")["config.json"])
@@ -539,8 +625,9 @@ def test_aistudio_unreachable_host_is_typed(sdk_env: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.slow
-def test_aistudio_hostile_config_cannot_name_the_sdks_index_files(pushed: SimpleNamespace, studio: double_mod.Double,
-                                                                  sdk_env: Path) -> None:
+def test_aistudio_hostile_config_cannot_name_the_sdks_index_files(
+    pushed: SimpleNamespace, studio: double_mod.Double, sdk_env: Path
+) -> None:
     """A config.json that names the SDK's pickled cache index as its weights is refused before the SDK
     downloads anything over it (the SDK unpickles ``.msc`` from the download folder on its next call)."""
     from porthub.hub import aistudio as hub_aistudio
@@ -567,7 +654,10 @@ def test_aistudio_no_connection_left_loopback(guard: SimpleNamespace) -> None:
     commands = [tuple(json.loads(line)) for line in guard.log.read_text().splitlines() if line.strip()]
     # at least this process's own calls to the double were recorded (with the slow tests, every command's too)
     assert any(kind == "connect" for kind, _ in in_process), in_process
-    strays = [entry for entry in guard.seen
-              if not double_mod._is_loopback(entry[1][0] if isinstance(entry[1], tuple) else entry[1])]
+    strays = [
+        entry
+        for entry in guard.seen
+        if not double_mod._is_loopback(entry[1][0] if isinstance(entry[1], tuple) else entry[1])
+    ]
     strays += [entry for entry in commands if not entry[2]]
     assert strays == []

@@ -3,7 +3,6 @@ for bad input, no file left behind, and conversion with neither torch nor paddle
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import subprocess
@@ -12,16 +11,18 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from porthub.io import load_checkpoint, save_checkpoint
-
-from conftest import DATA
 
 CASE = os.path.join(DATA, "shunted", "mini_a.json")
 PTH = os.path.join(DATA, "shunted", "mini_a.pth")
 
 # Runs porthub's CLI with torch and paddle made unimportable, as on a machine with only the core.
-NO_FRAMEWORKS = "import sys; sys.modules['torch'] = None; sys.modules['paddle'] = None; from porthub.cli import main; sys.exit(main(sys.argv[1:]))"
+NO_FRAMEWORKS = (
+    "import sys; sys.modules['torch'] = None; sys.modules['paddle'] = None; "
+    "from porthub.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def porthub(*args, frameworks=True, cwd=None):
@@ -37,7 +38,9 @@ def test_list_names_first_on_each_line():
 
 def test_unknown_model_is_one_line_error():
     p = porthub("convert", "shunted_x", "--to", "paddle", "--src", PTH)
-    assert p.returncode != 0 and p.stderr.count("\n") == 1 and "unknown model" in p.stderr and "Traceback" not in p.stderr
+    assert (
+        p.returncode != 0 and p.stderr.count("\n") == 1 and "unknown model" in p.stderr and "Traceback" not in p.stderr
+    )
 
 
 def _official_shunted_t(path):
@@ -46,8 +49,10 @@ def _official_shunted_t(path):
 
     spec, variant = resolve("shunted_t")
     rng = np.random.default_rng(0)
-    state = {k: (rng.standard_normal(s).astype(d) if np.dtype(d).kind == "f" else np.zeros(s, d))
-             for k, (s, d) in load_manifest(spec, variant).entries.items()}
+    state = {
+        k: (rng.standard_normal(s).astype(d) if np.dtype(d).kind == "f" else np.zeros(s, d))
+        for k, (s, d) in load_manifest(spec, variant).entries.items()
+    }
     save_checkpoint(state, str(path), "pth")
     return state
 
@@ -75,7 +80,9 @@ def test_core_alone_converts_both_ways_to_the_same_bytes(tmp_path):
     np.testing.assert_array_equal(out["head.weight"], state["head.weight"].T)
     assert "patch_embed1.conv.1.num_batches_tracked" not in out
     back = load_checkpoint(str(back_free))
-    assert list(back) == list(state) and all(np.array_equal(state[k], back[k]) and state[k].dtype == back[k].dtype for k in state)
+    assert list(back) == list(state) and all(
+        np.array_equal(state[k], back[k]) and state[k].dtype == back[k].dtype for k in state
+    )
 
 
 def test_output_defaults_to_beside_the_source(tmp_path):
@@ -106,8 +113,12 @@ def _bad_files(tmp_path):
     truncated.write_bytes(open(PTH, "rb").read()[:50_000])
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(os.urandom(4096))
-    return marker, {"pickle as .pdparams": plain, "pickle in a .pth zip": zipped, "truncated": truncated,
-                    "garbage": garbage}
+    return marker, {
+        "pickle as .pdparams": plain,
+        "pickle in a .pth zip": zipped,
+        "truncated": truncated,
+        "garbage": garbage,
+    }
 
 
 @pytest.mark.parametrize("kind", ["pickle as .pdparams", "pickle in a .pth zip", "truncated", "garbage"])

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from converters.crossformer import (
     NEG_INF,
@@ -22,8 +23,6 @@ from converters.crossformer import (
 )
 from porthub.engine import detect_layout
 from porthub.io import load_checkpoint
-
-from conftest import DATA
 
 HERE = os.path.join(DATA, "crossformer")
 
@@ -44,8 +43,13 @@ def test_block_plan_is_the_official_per_block_state(case):
     data = _json(f"{case}.json")
     kwargs = data["kwargs"]
     grid = kwargs["img_size"] // kwargs["patch_size"][0]
-    got = [[{"G": b["G"], "lsda": b["lsda"], "I": b["I"], "acl": b["acl"], "attn_mask": _mask_shape(b, grid // 2**i)}
-            for b in stage] for i, stage in enumerate(block_plan(kwargs))]
+    got = [
+        [
+            {"G": b["G"], "lsda": b["lsda"], "I": b["I"], "acl": b["acl"], "attn_mask": _mask_shape(b, grid // 2**i)}
+            for b in stage
+        ]
+        for i, stage in enumerate(block_plan(kwargs))
+    ]
     assert got == data["effective_per_block"]
 
 
@@ -53,8 +57,10 @@ def test_block_plan_of_every_released_variant():
     official = _json("variants.json")["variants"]
     for variant in SPEC.variants:
         rows = official[variant.meta["official_keys"]]["per_block_effective_group_size_lsda_interval_acl_hasmask"]
-        got = [[[b["G"], b["lsda"], b["I"], b["acl"], _mask_shape(b, 56 // 2**i) is not None] for b in stage]
-               for i, stage in enumerate(block_plan(variant.kwargs))]
+        got = [
+            [[b["G"], b["lsda"], b["I"], b["acl"], _mask_shape(b, 56 // 2**i) is not None] for b in stage]
+            for i, stage in enumerate(block_plan(variant.kwargs))
+        ]
         assert got == rows, variant.name
 
 
@@ -84,7 +90,12 @@ def test_centred_padding_masks_both_sides():
 
 def test_group_size_schedules():
     assert compute_group_size([4, 4, 14, 7], [1, 2, 3, 2], [56, 56]) == [[4], [4, 4], [14, 14, 14], [7, 7]]
-    assert compute_group_size([7, 7, 14, 7], [2, 2, 6, 2], [56, 56], "7_14") == [[7, 7], [7, 7], [7, 7, 7, 7, 14, 14], [7, 7]]
+    assert compute_group_size([7, 7, 14, 7], [2, 2, 6, 2], [56, 56], "7_14") == [
+        [7, 7],
+        [7, 7],
+        [7, 7, 7, 7, 14, 14],
+        [7, 7],
+    ]
     with pytest.raises(ValueError, match="group_type"):
         compute_group_size([7] * 4, [2, 2, 6, 2], [56, 56], "cubic")
 
@@ -130,7 +141,12 @@ def test_dense_layout_reads_an_mmcv_detector_checkpoint():
     manifest = _backbone_manifest("pp_mini_a")
     weights = load_checkpoint(os.path.join(HERE, "pp_mini_a.pth"))["model"]
     detector = {f"backbone.{k}": v for k, v in weights.items() if k in manifest.entries}
-    detector.update({"neck.lateral_convs.0.conv.weight": np.zeros((4, 4, 1, 1), np.float32), "rpn_head.rpn_cls.bias": np.zeros(3, np.float32)})
+    detector.update(
+        {
+            "neck.lateral_convs.0.conv.weight": np.zeros((4, 4, 1, 1), np.float32),
+            "rpn_head.rpn_cls.bias": np.zeros(3, np.float32),
+        }
+    )
     layout, state = detect_layout({"meta": {}, "state_dict": detector}, SPEC, manifest, ("torch",), prefer="dense")
     assert layout.name == "dense" and list(state) == manifest.keys()
 

@@ -53,7 +53,17 @@ def _manifest(state) -> Manifest:
 def test_paddle_layout_transforms_by_declared_kind_only():
     spec, state = _spec(), _state()
     out = from_canonical(state, spec.layout("paddle"), spec)
-    assert list(out) == ["fc.weight", "fc.bias", "table", "index", "bn.weight", "bn.bias", "bn._mean", "bn._variance", "head.weight"]
+    assert list(out) == [
+        "fc.weight",
+        "fc.bias",
+        "table",
+        "index",
+        "bn.weight",
+        "bn.bias",
+        "bn._mean",
+        "bn._variance",
+        "head.weight",
+    ]
     np.testing.assert_array_equal(out["fc.weight"], state["fc.weight"].T)
     np.testing.assert_array_equal(out["head.weight"], state["head.weight"].T)
     np.testing.assert_array_equal(out["table"], state["table"])
@@ -97,7 +107,7 @@ def test_module_prefix_of_data_parallel_saves_is_stripped():
 
 
 def test_missing_unexpected_and_shape_mismatch_are_named():
-    spec, state = _spec(), _state()
+    state = _state()
     manifest = _manifest(state)
     bad = OrderedDict(state)
     del bad["fc.bias"]
@@ -112,7 +122,7 @@ def test_missing_unexpected_and_shape_mismatch_are_named():
 
 
 def test_integer_buffer_dtype_is_checked():
-    spec, state = _spec(), _state()
+    state = _state()
     bad = OrderedDict(state)
     bad["index"] = bad["index"].astype(np.int32)
     with pytest.raises(KeyMismatchError, match="index is int32"):

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import ast
-import glob
 import json
 import os
 import re
@@ -18,13 +17,12 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from porthub.engine import Manifest, framework_keys, from_canonical, to_canonical, unwrap
 from porthub.manifest import load_manifest
 from porthub.registry import all_specs
 from porthub.spec import PADDLE, TORCH, LayerKind
-
-from conftest import DATA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = {spec.family: spec for spec in all_specs()}
@@ -85,7 +83,7 @@ def test_release_layout_writes_the_released_keys(family, name):
     layout = spec.layout(variant.release_layout)
     file_state = unwrap(from_canonical(_random_state(manifest), layout, spec, variant.kwargs), layout)
     official = _official_rows(path)
-    assert [k[len(layout.prefix):] for k in file_state] == [r[0] for r in official]
+    assert [k[len(layout.prefix) :] for k in file_state] == [r[0] for r in official]
     assert [tuple(v.shape) for v in file_state.values()] == [r[1] for r in official]
 
 
@@ -111,7 +109,9 @@ def test_every_layout_round_trips_bit_for_bit(family, name):
 @pytest.mark.parametrize("family", sorted(SPECS))
 def test_renames_are_reversible(family):
     spec = SPECS[family]
-    components = {part for v in spec.variants if (m := load_manifest(spec, v)) for k in m.entries for part in k.split(".")}
+    components = {
+        part for v in spec.variants if (m := load_manifest(spec, v)) for k in m.entries for part in k.split(".")
+    }
     for layout in spec.layouts:
         for rename in layout.renames:
             assert rename.file not in components, f"{layout.name}: {rename.file} is already a canonical component"
@@ -137,7 +137,11 @@ def _check_kinds(spec, model, framework):
     modules = model.named_modules() if framework == TORCH else model.named_sublayers()
     wrong = []
     for path, module in modules:
-        own = list(module.named_parameters(recurse=False) if framework == TORCH else module.named_parameters(include_sublayers=False))
+        own = list(
+            module.named_parameters(recurse=False)
+            if framework == TORCH
+            else module.named_parameters(include_sublayers=False)
+        )
         if not own and _kind_of_module(module, framework) is LayerKind.PLAIN:
             continue
         if spec.kind_of(path) is not _kind_of_module(module, framework):
@@ -161,9 +165,9 @@ def test_full_size_official_checkpoint_converts_loads_strictly_and_agrees(family
     import torch
 
     from porthub.convert import convert_file, resolve_target
-    from porthub.runtime import build_model, run_model
     from porthub.io import save_checkpoint
     from porthub.pairs import seeded_input, seeded_state
+    from porthub.runtime import build_model, run_model
 
     spec, variant = _variant(family, name)
     manifest = load_manifest(spec, variant)
@@ -178,7 +182,9 @@ def test_full_size_official_checkpoint_converts_loads_strictly_and_agrees(family
     raw = torch.load(official, map_location="cpu", weights_only=True)
     raw = raw[layout.wrap] if layout.wrap else raw
     # a release layout's declared constants (CrossFormer 2021's coordinate tables) are not model state
-    tmodel.load_state_dict({k: v for k, v in raw.items() if not any(re.fullmatch(p, k) for p in layout.constants)}, strict=True)
+    tmodel.load_state_dict(
+        {k: v for k, v in raw.items() if not any(re.fullmatch(p, k) for p in layout.constants)}, strict=True
+    )
 
     target = resolve_target(name)
     pd, back = tmp_path / "m.pdparams", tmp_path / "back.pth"
@@ -216,8 +222,13 @@ def _structure(path):
         if isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef):
-                    attrs = [t.attr for sub in ast.walk(item) if isinstance(sub, ast.Assign) for t in sub.targets
-                             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"]
+                    attrs = [
+                        t.attr
+                        for sub in ast.walk(item)
+                        if isinstance(sub, ast.Assign)
+                        for t in sub.targets
+                        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+                    ]
                     out.append((node.name, item.name, tuple(attrs)))
         elif isinstance(node, ast.FunctionDef):
             out.append(("<module>", node.name, ()))

@@ -21,25 +21,72 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data", "official", "focal")
 
 TINY = {
-    "embed_dim": 8, "depths": [1, 2, 1, 1], "num_heads": [1, 2, 2, 4], "window_size": 7, "mlp_ratio": 2.0,
-    "num_classes": 4, "expand_sizes": [3, 3, 3, 3], "focal_windows": [7, 5, 3, 1], "focal_levels": [2, 2, 2, 2],
+    "embed_dim": 8,
+    "depths": [1, 2, 1, 1],
+    "num_heads": [1, 2, 2, 4],
+    "window_size": 7,
+    "mlp_ratio": 2.0,
+    "num_classes": 4,
+    "expand_sizes": [3, 3, 3, 3],
+    "focal_windows": [7, 5, 3, 1],
+    "focal_levels": [2, 2, 2, 2],
 }
 
 CONFIGS = {
     # 96x128 -> stage maps 24x32, 12x16, 6x8, 3x4: padded to 28x35 / 14x21, one window below; level 3 trims
-    "v1-nonsquare-pad-level3-odd": (V1_CLASS, {**TINY, "img_size": [96, 128], "focal_levels": [3, 3, 2, 2],
-                                               "expand_layer": "odd", "qk_scale": 0.3,
-                                               "norm_layer": "functools.partial(torch.nn.LayerNorm, eps=1e-6)"}),
-    "v1-shift-ape-layerscale-prenorm-even": (V1_CLASS, {**TINY, "img_size": 112, "focal_levels": [3, 3, 2, 2],
-                                                        "use_shift": True, "ape": True, "use_layerscale": True,
-                                                        "use_pre_norm": True, "expand_layer": "even"}),
-    "v1-useconv-ws5-padding": (V1_CLASS, {**TINY, "img_size": 96, "window_size": 5, "expand_sizes": [2, 2, 2, 2],
-                                          "focal_windows": [5, 3, 3, 1], "use_conv_embed": True}),
-    "v1-mean-pool-partial-stages": (V1_CLASS, {**TINY, "img_size": 112, "focal_pool": "mean",
-                                               "focal_stages": [0, 2, 3], "patch_norm": False}),
+    "v1-nonsquare-pad-level3-odd": (
+        V1_CLASS,
+        {
+            **TINY,
+            "img_size": [96, 128],
+            "focal_levels": [3, 3, 2, 2],
+            "expand_layer": "odd",
+            "qk_scale": 0.3,
+            "norm_layer": "functools.partial(torch.nn.LayerNorm, eps=1e-6)",
+        },
+    ),
+    "v1-shift-ape-layerscale-prenorm-even": (
+        V1_CLASS,
+        {
+            **TINY,
+            "img_size": 112,
+            "focal_levels": [3, 3, 2, 2],
+            "use_shift": True,
+            "ape": True,
+            "use_layerscale": True,
+            "use_pre_norm": True,
+            "expand_layer": "even",
+        },
+    ),
+    "v1-useconv-ws5-padding": (
+        V1_CLASS,
+        {
+            **TINY,
+            "img_size": 96,
+            "window_size": 5,
+            "expand_sizes": [2, 2, 2, 2],
+            "focal_windows": [5, 3, 3, 1],
+            "use_conv_embed": True,
+        },
+    ),
+    "v1-mean-pool-partial-stages": (
+        V1_CLASS,
+        {**TINY, "img_size": 112, "focal_pool": "mean", "focal_stages": [0, 2, 3], "patch_norm": False},
+    ),
     "v1-max-pool": (V1_CLASS, {**TINY, "img_size": 112, "focal_pool": "max", "qkv_bias": False}),
-    "v2-level3-shift-ape": (V2_CLASS, {**TINY, "img_size": 112, "focal_levels": [3, 2, 2, 2], "focal_topK": 20,
-                                       "use_shift": True, "ape": True, "use_layerscale": True, "use_pre_norm": True}),
+    "v2-level3-shift-ape": (
+        V2_CLASS,
+        {
+            **TINY,
+            "img_size": 112,
+            "focal_levels": [3, 2, 2, 2],
+            "focal_topK": 20,
+            "use_shift": True,
+            "ape": True,
+            "use_layerscale": True,
+            "use_pre_norm": True,
+        },
+    ),
     "v2-useconv": (V2_CLASS, {**TINY, "img_size": 224, "focal_topK": 12, "use_conv_embed": True}),
 }
 
@@ -109,8 +156,8 @@ def test_index_buffers_are_the_official_ones_persistent_int64(framework):
     """A model built from mini_a's kwargs carries, as persistent int64 state, exactly the index
     buffers of the official checkpoint (Swin index, rolled-neighbour and pooled-window indices)."""
     pytest.importorskip(framework)
-    from porthub.runtime import build_model
     from porthub.io import load_checkpoint
+    from porthub.runtime import build_model
 
     case = _case("mini_a")
     official = load_checkpoint(os.path.join(DATA, "mini_a.pth"))["model"]
@@ -184,8 +231,8 @@ def test_paddle_layer_to_float64_keeps_indices_usable():
     """``Layer.to(dtype="float64")`` casts int64 buffers to float64 too; the model still indexes right."""
     pytest.importorskip("torch")
     paddle = pytest.importorskip("paddle")
-    from porthub.runtime import build_model, load_state, run_model
     from porthub.io import load_checkpoint
+    from porthub.runtime import build_model, load_state, run_model
 
     case = _case("mini_a")
     ref = case_model(case)
@@ -201,8 +248,16 @@ def test_paddle_layer_to_float64_keeps_indices_usable():
 
 
 def test_case_model_reads_the_official_module():
-    v1 = {"constructor": "FocalTransformer", "module": "classification/focal_transformer.py", "kwargs": {"embed_dim": 8}}
-    v2 = {"constructor": "FocalTransformer", "module": "classification/focal_transformer_v2.py", "kwargs": {"focal_topK": 12}}
+    v1 = {
+        "constructor": "FocalTransformer",
+        "module": "classification/focal_transformer.py",
+        "kwargs": {"embed_dim": 8},
+    }
+    v2 = {
+        "constructor": "FocalTransformer",
+        "module": "classification/focal_transformer_v2.py",
+        "kwargs": {"focal_topK": 12},
+    }
     assert case_model(v1) == ModelRef(V1_CLASS, {"embed_dim": 8})
     assert case_model(v2) == ModelRef(V2_CLASS, {"focal_topK": 12})
     assert case_model({"constructor": "FocalTransformerV2", "kwargs": {}}).class_name == V2_CLASS

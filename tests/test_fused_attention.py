@@ -10,14 +10,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 
 from converters.crossformer import SPEC as CROSSFORMER
 from paddle_models.layers import attention as paddle_attention
 from porthub.runtime import build_model
 from torch_models.crossformer import DynamicPosBias
 from torch_models.layers import attention
-
-from conftest import DATA
 
 
 def _written_out(q, k, v, scale, bias):
@@ -35,7 +34,11 @@ def _qkv(dtype):
 @pytest.mark.parametrize("bias_shape", [None, (1, 3, 20, 30), (4, 1, 20, 30), (4, 3, 20, 30)])
 def test_attention_is_the_written_out_formula_to_float64_rounding(bias_shape):
     q, k, v = _qkv(torch.float64)
-    bias = None if bias_shape is None else torch.randn(bias_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    bias = (
+        None
+        if bias_shape is None
+        else torch.randn(bias_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    )
     got, want = attention(q, k, v, 0.35, bias), _written_out(q, k, v, 0.35, bias)
     assert got.shape == want.shape == (4, 3, 20, 8)
     assert (got - want).abs().max().item() < 1e-13
@@ -54,7 +57,9 @@ def test_paddle_attention_is_the_same_formula():
 
     q, k, v = _qkv(torch.float64)
     bias = torch.randn(1, 3, 20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    got = paddle_attention(*(paddle.to_tensor(t.numpy()) for t in (q, k, v)), 0.35, paddle.to_tensor(bias.numpy())).numpy()
+    got = paddle_attention(
+        *(paddle.to_tensor(t.numpy()) for t in (q, k, v)), 0.35, paddle.to_tensor(bias.numpy())
+    ).numpy()
     assert np.abs(got - _written_out(q, k, v, 0.35, bias).numpy()).max() < 1e-13
 
 

@@ -37,8 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "tests" / "hubserver.py"
 TOKEN = "hf_porthub_test_token"
 REPO = "porthub/shunted_t"
-EXPECTED_FILES = {"config.json", "README.md", "model.safetensors", "model.paddle.safetensors", "model.pdparams",
-                  "test/input.npy", "test/output.float32.npy", "test/output.float64.npy"}
+EXPECTED_FILES = {
+    "config.json",
+    "README.md",
+    "model.safetensors",
+    "model.paddle.safetensors",
+    "model.pdparams",
+    "test/input.npy",
+    "test/output.float32.npy",
+    "test/output.float64.npy",
+}
 
 # Runs the pretrained model in each framework named in argv[2] on argv[1]; saves the outputs to argv[3].
 LOADER = """
@@ -56,20 +64,29 @@ np.savez(sys.argv[3], **out)
 
 def _env(**extra: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PORTHUB_", "HUGGINGFACE_"))}
-    env.update({"OMP_NUM_THREADS": "2", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-                "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "OMP_NUM_THREADS": "2",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+            "HF_HUB_DISABLE_XET": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def _porthub(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "porthub.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "porthub.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _python(code: str, args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -96,8 +113,12 @@ def hub_double(root: Path, *extra: str):
     root.mkdir(parents=True, exist_ok=True)
     log = root / "server.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, str(SERVER), "--root", str(root / "data"), "--token", TOKEN, *extra],
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(SERVER), "--root", str(root / "data"), "--token", TOKEN, *extra],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         line = proc.stdout.readline()
         assert line.startswith("PORT "), f"hub double did not start: {line!r} {log.read_text()}"
@@ -115,10 +136,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     its output computed with torch's own load_state_dict, independently of porthub's loading code."""
     import torch
 
-    from porthub.runtime import build_model
     from porthub.io import save_checkpoint
     from porthub.pairs import seeded_input, seeded_state
     from porthub.registry import resolve
+    from porthub.runtime import build_model
 
     folder = tmp_path_factory.mktemp("source")
     spec, variant = resolve("shunted_t")
@@ -132,7 +153,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         ref = model(torch.from_numpy(x)).numpy()
     del model
     np.save(folder / "x.npy", x)
-    return SimpleNamespace(ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=ref, sha=hashlib.sha256(ckpt.read_bytes()).hexdigest())
+    return SimpleNamespace(
+        ckpt=ckpt, x=x, x_path=folder / "x.npy", ref=ref, sha=hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -155,11 +178,13 @@ def _copy_repo(local_hub: SimpleNamespace, home: Path) -> Path:
 
 # ------------------------------------------------------------------------------- fast, no model built
 def test_list_stays_fast_and_imports_no_hub_client() -> None:
-    code = ("import sys, time, io, contextlib\nt = time.perf_counter()\nimport porthub.cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    rc = porthub.cli.main(['list'])\n"
-            "took = time.perf_counter() - t\n"
-            "heavy = [m for m in ('huggingface_hub', 'tqdm', 'torch', 'paddle') if m in sys.modules]\n"
-            "print(rc, took, ','.join(heavy), len(out.getvalue().splitlines()))")
+    code = (
+        "import sys, time, io, contextlib\nt = time.perf_counter()\nimport porthub.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n    rc = porthub.cli.main(['list'])\n"
+        "took = time.perf_counter() - t\n"
+        "heavy = [m for m in ('huggingface_hub', 'tqdm', 'torch', 'paddle') if m in sys.modules]\n"
+        "print(rc, took, ','.join(heavy), len(out.getvalue().splitlines()))"
+    )
     rc, took, heavy, lines = _python(code, [], _env()).stdout.split(" ")
     assert rc == "0" and int(lines) >= 3
     assert heavy == ""
@@ -180,7 +205,9 @@ def test_repository_ids_and_file_names_cannot_escape(tmp_path: Path) -> None:
             check_relpath(bad)
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "config.json").write_text(json.dumps({"format_version": 1, "family": "shunted", "files": {"../../outside": {"sha256": "0"}}}))
+    (repo / "config.json").write_text(
+        json.dumps({"format_version": 1, "family": "shunted", "files": {"../../outside": {"sha256": "0"}}})
+    )
     with pytest.raises(HubError, match="not a plain relative path"):
         read_config(str(repo / "config.json"))
     (repo / "link").symlink_to("/etc")
@@ -231,11 +258,21 @@ def test_nothing_published_and_no_network_is_one_clear_line(tmp_path: Path) -> N
     assert done.returncode == 1
     errors = _error_lines(done)
     assert len(errors) == 1 and done.stderr.strip() == errors[0], done.stderr
-    for needed in ("porthub/shunted_t", "--weights", "PORTHUB_HOME", "HF_ENDPOINT", "could not be reached", str(tmp_path / "home")):
+    for needed in (
+        "porthub/shunted_t",
+        "--weights",
+        "PORTHUB_HOME",
+        "HF_ENDPOINT",
+        "could not be reached",
+        str(tmp_path / "home"),
+    ):
         assert needed in errors[0]
     assert took < 30, f"a dead endpoint took {took:.1f} s to report"
-    done = _porthub(["download", "shunted_t"], _env(PORTHUB_HOME=tmp_path / "home", HF_HUB_OFFLINE=1,
-                                                      HF_HUB_CACHE=tmp_path / "cache"), timeout=120)
+    done = _porthub(
+        ["download", "shunted_t"],
+        _env(PORTHUB_HOME=tmp_path / "home", HF_HUB_OFFLINE=1, HF_HUB_CACHE=tmp_path / "cache"),
+        timeout=120,
+    )
     assert done.returncode == 1 and "HF_HUB_OFFLINE is set" in _error_lines(done)[0]
     done = _porthub(["push", "shunted_t", "--weights", str(tmp_path / "missing.pth")], env)
     assert done.returncode == 1 and "no such checkpoint" in _error_lines(done)[0]
@@ -253,8 +290,13 @@ def test_push_writes_a_complete_repository(local_hub: SimpleNamespace, source: S
     for name, info in config["files"].items():
         data = (repo / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["size"], name
-    assert config["source_checkpoint"] == {"name": "ckpt_T.pth", "sha256": source.sha, "layout": "official", "framework": "torch",
-                                           "official_file": config["source_checkpoint"]["official_file"]}
+    assert config["source_checkpoint"] == {
+        "name": "ckpt_T.pth",
+        "sha256": source.sha,
+        "layout": "official",
+        "framework": "torch",
+        "official_file": config["source_checkpoint"]["official_file"],
+    }
     assert config["architecture"] == "ShuntedTransformer" and config["num_classes"] == 1000
     pre = config["preprocessing"]
     assert pre["input_size"] == [224, 224] and pre["interpolation"] == "bicubic" and pre["crop_fraction"] == 0.875
@@ -274,8 +316,9 @@ def test_push_writes_a_complete_repository(local_hub: SimpleNamespace, source: S
 
 
 @pytest.mark.slow
-def test_pretrained_from_the_local_hub_gives_the_source_outputs(local_hub: SimpleNamespace, source: SimpleNamespace,
-                                                                 tmp_path: Path) -> None:
+def test_pretrained_from_the_local_hub_gives_the_source_outputs(
+    local_hub: SimpleNamespace, source: SimpleNamespace, tmp_path: Path
+) -> None:
     outs = _load_outputs(source.x_path, "torch,paddle", tmp_path / "out.npz", _env(PORTHUB_HOME=local_hub.home))
     for fw in ("torch", "paddle"):
         assert outs[fw].shape == source.ref.shape
@@ -283,8 +326,9 @@ def test_pretrained_from_the_local_hub_gives_the_source_outputs(local_hub: Simpl
 
 
 @pytest.mark.slow
-def test_config_json_alone_rebuilds_the_model_for_the_frameworks_own_loaders(local_hub: SimpleNamespace,
-                                                                           source: SimpleNamespace) -> None:
+def test_config_json_alone_rebuilds_the_model_for_the_frameworks_own_loaders(
+    local_hub: SimpleNamespace, source: SimpleNamespace
+) -> None:
     """config.json builds the model; model.safetensors goes in with the safetensors package and torch's
     strict load_state_dict, model.pdparams with paddle.load and set_state_dict (what PaddleClas does)."""
     import paddle
@@ -310,7 +354,9 @@ def test_config_json_alone_rebuilds_the_model_for_the_frameworks_own_loaders(loc
 
 
 @pytest.mark.slow
-def test_hubconf_for_torch_hub_and_paddle_hub(local_hub: SimpleNamespace, source: SimpleNamespace, tmp_path: Path) -> None:
+def test_hubconf_for_torch_hub_and_paddle_hub(
+    local_hub: SimpleNamespace, source: SimpleNamespace, tmp_path: Path
+) -> None:
     code = """
 import sys, numpy as np, torch, paddle
 x = np.load(sys.argv[1])
@@ -333,8 +379,9 @@ np.savez(sys.argv[3], torch=t, paddle=p)
 
 
 @pytest.mark.slow
-def test_from_pretrained_by_folder_and_by_id_at_a_revision(local_hub: SimpleNamespace, source: SimpleNamespace,
-                                                          tmp_path: Path) -> None:
+def test_from_pretrained_by_folder_and_by_id_at_a_revision(
+    local_hub: SimpleNamespace, source: SimpleNamespace, tmp_path: Path
+) -> None:
     from porthub.hub.publish import publish_local
 
     home = tmp_path / "home"
@@ -370,7 +417,11 @@ def test_local_hub_file_failing_its_sha256_is_refused(local_hub: SimpleNamespace
     weights.write_bytes(bytes(data))
     done = _porthub(["download", "shunted_t", "--framework", "paddle"], _env(PORTHUB_HOME=tmp_path / "home"))
     assert done.returncode == 1
-    assert len(_error_lines(done)) == 1 and "sha256" in _error_lines(done)[0] and "publish it again" in _error_lines(done)[0]
+    assert (
+        len(_error_lines(done)) == 1
+        and "sha256" in _error_lines(done)[0]
+        and "publish it again" in _error_lines(done)[0]
+    )
     done = _porthub(["download", "shunted_t", "--framework", "torch"], _env(PORTHUB_HOME=tmp_path / "home"))
     assert done.returncode == 0, done.stderr
 
@@ -383,8 +434,13 @@ from huggingface_hub import ModelCard, ModelCardData, metadata_load
 card = ModelCard.load(sys.argv[1])
 card.validate()
 meta = metadata_load(sys.argv[1])
-known = (set(inspect.signature(ModelCardData.__init__).parameters) - {"self", "kwargs", "ignore_metadata_errors"}) | {"model-index"}
-results = [[r.task_type, r.dataset_type, r.dataset_name, r.metric_type, r.metric_value, r.source_url] for r in card.data.eval_results or []]
+known = (
+    set(inspect.signature(ModelCardData.__init__).parameters) - {"self", "kwargs", "ignore_metadata_errors"}
+) | {"model-index"}
+results = [
+    [r.task_type, r.dataset_type, r.dataset_name, r.metric_type, r.metric_value, r.source_url]
+    for r in card.data.eval_results or []
+]
 bad = ModelCard(re.sub(r"^license: .*$", "license: no-such-licence", str(card), count=1, flags=re.M))
 assert bad.data.license == "no-such-licence"
 try:
@@ -392,16 +448,22 @@ try:
     refused = ""
 except ValueError as exc:
     refused = str(exc)
-print(json.dumps({"meta": meta, "unknown": sorted(set(meta) - known), "results": results, "model_name": card.data.model_name,
-                  "refused": refused}))
+print(json.dumps({"meta": meta, "unknown": sorted(set(meta) - known), "results": results,
+                  "model_name": card.data.model_name, "refused": refused}))
 """
     with hub_double(tmp_path / "srv") as (endpoint, log):
-        done = _python(code, [str(local_hub.repo / "README.md")], _env(HF_ENDPOINT=endpoint, HF_HUB_CACHE=tmp_path / "c"))
+        done = _python(
+            code, [str(local_hub.repo / "README.md")], _env(HF_ENDPOINT=endpoint, HF_HUB_CACHE=tmp_path / "c")
+        )
         assert "POST /api/validate-yaml" in log.read_text()
     got = json.loads(done.stdout)
     meta = got["meta"]
     assert got["unknown"] == []
-    assert meta["license"] == "other" and meta["license_name"] == "unstated" and meta["license_link"].startswith("https://github.com/")
+    assert (
+        meta["license"] == "other"
+        and meta["license_name"] == "unstated"
+        and meta["license_link"].startswith("https://github.com/")
+    )
     assert {"pytorch", "paddlepaddle", "image-classification", "arxiv:2111.15193"} <= set(meta["tags"])
     assert meta["datasets"] == ["imagenet-1k"] and meta["library_name"] == "porthub"
     assert got["model_name"] is None  # named by model-index, which only official weights carry
@@ -413,8 +475,9 @@ print(json.dumps({"meta": meta, "unknown": sorted(set(meta) - known), "results":
 
 # ------------------------------------------------------------------- huggingface_hub against the double
 @pytest.mark.slow
-def test_round_trip_through_huggingface_hub_then_offline(local_hub: SimpleNamespace, source: SimpleNamespace,
-                                                         tmp_path: Path) -> None:
+def test_round_trip_through_huggingface_hub_then_offline(
+    local_hub: SimpleNamespace, source: SimpleNamespace, tmp_path: Path
+) -> None:
     """Push the Paddle file of the local repository (either framework's checkpoint is a valid source)
     through huggingface_hub, load it pretrained in both frameworks from the Hub, refuse a corrupted
     cache file, then load again from the cache with the server gone and HF_HUB_OFFLINE=1."""
@@ -429,8 +492,11 @@ def test_round_trip_through_huggingface_hub_then_offline(local_hub: SimpleNamesp
         assert len(pushed["commit"]) == 40 and pushed["endpoint"] == endpoint
         text = log.read_text()
         assert "POST /porthub/shunted_t.git/info/lfs/objects/batch" in text and "PUT /lfs-upload/" in text
-        listing = _python("from huggingface_hub import HfApi; print('\\n'.join(HfApi().list_repo_files('porthub/shunted_t')))",
-                          [], env).stdout.split()
+        listing = _python(
+            "from huggingface_hub import HfApi; print('\\n'.join(HfApi().list_repo_files('porthub/shunted_t')))",
+            [],
+            env,
+        ).stdout.split()
         assert set(listing) == EXPECTED_FILES
         # only the files torch needs
         done = _porthub(["download", "shunted_t", "--framework", "torch", "--json"], env)
@@ -439,9 +505,13 @@ def test_round_trip_through_huggingface_hub_then_offline(local_hub: SimpleNamesp
         snapshot = next((cache / "models--porthub--shunted_t" / "snapshots").iterdir())
         assert {p.name for p in snapshot.iterdir()} == {"config.json", "model.safetensors"}
         config = json.loads((snapshot / "config.json").read_text())
-        assert config["source_checkpoint"]["layout"] == "paddle" and config["source_checkpoint"]["framework"] == "paddle"
+        assert (
+            config["source_checkpoint"]["layout"] == "paddle" and config["source_checkpoint"]["framework"] == "paddle"
+        )
         # the weights are the local push's weights, bit for bit
-        assert config["files"]["model.safetensors"]["sha256"] == local_hub.config["files"]["model.safetensors"]["sha256"]
+        assert (
+            config["files"]["model.safetensors"]["sha256"] == local_hub.config["files"]["model.safetensors"]["sha256"]
+        )
         outs = _load_outputs(source.x_path, "torch,paddle", tmp_path / "online.npz", env)
         for fw in ("torch", "paddle"):
             assert float(np.abs(outs[fw] - source.ref).max()) <= 2e-5, fw
@@ -451,13 +521,22 @@ def test_round_trip_through_huggingface_hub_then_offline(local_hub: SimpleNamesp
         data[100] ^= 0xFF
         blob.write_bytes(bytes(data))
         done = _porthub(["download", "shunted_t", "--framework", "torch"], env)
-        assert done.returncode == 1 and "sha256" in _error_lines(done)[0] and "removed from the cache" in _error_lines(done)[0]
+        assert (
+            done.returncode == 1
+            and "sha256" in _error_lines(done)[0]
+            and "removed from the cache" in _error_lines(done)[0]
+        )
         assert not blob.exists() and not (snapshot / "model.safetensors").exists()
         assert _porthub(["download", "shunted_t", "--framework", "torch"], env).returncode == 0
-        assert hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest() == config["files"]["model.safetensors"]["sha256"]
+        assert (
+            hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest()
+            == config["files"]["model.safetensors"]["sha256"]
+        )
         # a wrong token is refused by the server, with what to do next
-        code = ("import sys\nfrom porthub.hub.remote import remote_publish\nfrom porthub.errors import HubError\n"
-                "try:\n    remote_publish(sys.argv[1], 'porthub/other', None)\nexcept HubError as exc:\n    print(exc)\n")
+        code = (
+            "import sys\nfrom porthub.hub.remote import remote_publish\nfrom porthub.errors import HubError\n"
+            "try:\n    remote_publish(sys.argv[1], 'porthub/other', None)\nexcept HubError as exc:\n    print(exc)\n"
+        )
         said = _python(code, [str(local_hub.repo)], {**env, "HF_TOKEN": "wrong"}).stdout
         assert "HTTP 401" in said and "HF_TOKEN" in said
     offline = _env(PORTHUB_HOME=tmp_path / "empty_home", HF_ENDPOINT=endpoint, HF_HUB_CACHE=cache, HF_HUB_OFFLINE=1)
@@ -471,24 +550,36 @@ def test_interrupted_download_resumes(local_hub: SimpleNamespace, tmp_path: Path
     """The double drops the connection halfway through the first download of each weight file;
     huggingface_hub resumes with a Range request and porthub's sha256 check passes."""
     with hub_double(tmp_path / "srv", "--cut-once", ".safetensors") as (endpoint, log):
-        env = _env(PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache")
-        code = "import sys\nfrom porthub.hub.remote import remote_publish\nprint(remote_publish(sys.argv[1], 'porthub/shunted_t', None)['commit'])"
+        env = _env(
+            PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache"
+        )
+        code = (
+            "import sys\nfrom porthub.hub.remote import remote_publish\n"
+            "print(remote_publish(sys.argv[1], 'porthub/shunted_t', None)['commit'])"
+        )
         _python(code, [str(local_hub.repo)], env)
         done = _porthub(["download", "shunted_t", "--framework", "paddle", "--json"], env)
         assert done.returncode == 0, done.stderr[-2000:]
         text = log.read_text()
     assert '"GET /porthub/shunted_t/resolve/' in text and '" 206 ' in text
     path = json.loads(done.stdout)["paths"]["model.paddle.safetensors"]
-    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == local_hub.config["files"]["model.paddle.safetensors"]["sha256"]
+    assert (
+        hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        == local_hub.config["files"]["model.paddle.safetensors"]["sha256"]
+    )
     assert not list((tmp_path / "cache").rglob("*.incomplete"))
 
 
 @pytest.mark.slow
 def test_publish_to_a_branch_and_pin_downloads_to_it(local_hub: SimpleNamespace, tmp_path: Path) -> None:
     with hub_double(tmp_path / "srv") as (endpoint, log):
-        env = _env(PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache")
-        code = ("import sys, json\nfrom porthub.hub.remote import remote_publish\n"
-                "print(json.dumps(remote_publish(sys.argv[1], 'porthub/shunted_t', None, revision='dev')))")
+        env = _env(
+            PORTHUB_HOME=tmp_path / "home", HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HUB_CACHE=tmp_path / "cache"
+        )
+        code = (
+            "import sys, json\nfrom porthub.hub.remote import remote_publish\n"
+            "print(json.dumps(remote_publish(sys.argv[1], 'porthub/shunted_t', None, revision='dev')))"
+        )
         published = json.loads(_python(code, [str(local_hub.repo)], env).stdout)
         assert published["revision"] == "dev" and "POST /api/models/porthub/shunted_t/branch/dev" in log.read_text()
         done = _porthub(["download", "shunted_t", "--framework", "torch", "--revision", "dev", "--json"], env)
@@ -503,8 +594,13 @@ def test_publish_to_a_branch_and_pin_downloads_to_it(local_hub: SimpleNamespace,
 def _git_repo_with_lfs(src: Path, repo: Path) -> None:
     """The repository as olah serves it offline: a git repository, large files as LFS pointers with
     their objects under .git/lfs/objects (written by hand; git-lfs is not needed)."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "porthub", "GIT_AUTHOR_EMAIL": "t@localhost",
-           "GIT_COMMITTER_NAME": "porthub", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "porthub",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "porthub",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
     for path in src.rglob("*"):
         if not path.is_file():
@@ -521,7 +617,9 @@ def _git_repo_with_lfs(src: Path, repo: Path) -> None:
             dst.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n")
         else:
             dst.write_bytes(data)
-    (repo / ".gitattributes").write_text("".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in (".safetensors", ".pdparams", ".npy")))
+    (repo / ".gitattributes").write_text(
+        "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in (".safetensors", ".pdparams", ".npy"))
+    )
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
     subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "porthub push"], check=True, env=env)
     subprocess.run(["git", "-C", str(repo), "tag", "v1"], check=True, env=env)
@@ -534,7 +632,7 @@ def olah_server(mirrors: Path, work: Path):
     cfg.write_text(f"""[basic]
 host = "127.0.0.1"
 port = {port}
-repos-path = "{work / 'repos'}"
+repos-path = "{work / "repos"}"
 mirror-scheme = "http"
 mirror-netloc = "127.0.0.1:{port}"
 mirror-lfs-netloc = "127.0.0.1:{port}"
@@ -593,4 +691,3 @@ def test_downloads_from_olah_a_real_hub_mirror(local_hub: SimpleNamespace, tmp_p
         done = _porthub(["download", "shunted_t", "--json"], env)
         assert done.returncode == 0, done.stderr[-2000:]
         assert set(json.loads(done.stdout)["paths"]) == {"config.json", "model.safetensors", "model.paddle.safetensors"}
-

@@ -12,22 +12,26 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import reference_cases
 
 from porthub.errors import InputError, PorthubError
-from porthub.runtime import build_model, run_model
 from porthub.inputs import InputCheck, check_input, describe, smallest_side
 from porthub.registry import FAMILIES, get_spec, resolve
+from porthub.runtime import build_model, run_model
 from porthub.spec import InputRule, ModelRef
 from porthub.verify import load_case
-
-from conftest import reference_cases
 
 FRAMEWORKS = ("torch", "paddle")
 
 # registered variants with their size-relevant constructor arguments (sr_ratios, wss, img_size,
 # use_conv_embed, group sizes) kept and the width/depth shrunk so that building them is cheap
 SMALL_VARIANTS = {
-    "shunted_t": {"depths": [1, 1, 1, 1], "embed_dims": [64, 16, 32, 32], "num_heads": [2, 2, 2, 2], "mlp_ratios": [1, 1, 1, 1]},
+    "shunted_t": {
+        "depths": [1, 1, 1, 1],
+        "embed_dims": [64, 16, 32, 32],
+        "num_heads": [2, 2, 2, 2],
+        "mlp_ratios": [1, 1, 1, 1],
+    },
     "twins_pcpvt_small": {"depths": [1, 1, 1, 1], "embed_dims": [16, 16, 16, 16], "num_heads": [1, 1, 1, 1]},
     "twins_svt_small": {"depths": [2, 2, 2, 2], "embed_dims": [16, 16, 16, 16], "num_heads": [1, 1, 1, 1]},
     "crossformer_pp_small": {"depths": [2, 2, 2, 1], "embed_dim": 16, "num_heads": [1, 1, 1, 1], "num_classes": 10},
@@ -47,7 +51,13 @@ def _models() -> list:
             key = (spec.family, ref.class_name, repr(sorted(ref.kwargs.items(), key=str)))
             if key not in seen:
                 seen.add(key)
-                found.append(pytest.param(spec.family, ref, id=f"{spec.family}/{os.path.basename(path)[:-5]}{'' if i == 0 else f'-features{i}'}"))
+                found.append(
+                    pytest.param(
+                        spec.family,
+                        ref,
+                        id=f"{spec.family}/{os.path.basename(path)[:-5]}{'' if i == 0 else f'-features{i}'}",
+                    )
+                )
     for name, overrides in SMALL_VARIANTS.items():
         spec, variant = resolve(name)
         found.append(pytest.param(spec.family, variant.model(**overrides), id=name))
@@ -174,14 +184,17 @@ def test_non_4d_and_integer_inputs_are_refused(framework):
 def test_the_hook_names_the_variant_and_survives_pickling():
     import torch
 
-    model = build_model(get_spec("shunted"), resolve("shunted_t")[1].model(**SMALL_VARIANTS["shunted_t"]), "torch", name="mine")
+    model = build_model(
+        get_spec("shunted"), resolve("shunted_t")[1].model(**SMALL_VARIANTS["shunted_t"]), "torch", name="mine"
+    )
     with pytest.raises(InputError, match=r"^mine takes 3-channel inputs of at least 31x31"):
         model(torch.zeros(1, 3, 16, 16))
     again = pickle.loads(pickle.dumps(model))
     with pytest.raises(InputError, match="^mine takes"):
         again(torch.zeros(1, 3, 16, 16))
-    unchecked = build_model(get_spec("shunted"), resolve("shunted_t")[1].model(**SMALL_VARIANTS["shunted_t"]), "torch",
-                            check_input=False)
+    unchecked = build_model(
+        get_spec("shunted"), resolve("shunted_t")[1].model(**SMALL_VARIANTS["shunted_t"]), "torch", check_input=False
+    )
     with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
         unchecked(torch.zeros(1, 3, 16, 16))
 
@@ -199,6 +212,7 @@ def test_create_model_checks_inputs_under_the_variant_name():
 # ------------------------------------------------------------------------------ rules as data
 def test_rules_of_the_registered_variants():
     """The released configurations, derived from their constructor arguments."""
+
     def rule(name, **overrides):
         spec, variant = resolve(name)
         return spec.input_rule(variant.model(**overrides))
@@ -207,9 +221,15 @@ def test_rules_of_the_registered_variants():
     assert rule("shunted_t", in_chans=1).channels == 3  # the stem ignores in_chans
     assert (rule("twins_pcpvt_large").min_size, rule("twins_pcpvt_large").multiple_of) == ((32, 32), (1, 1))
     assert (rule("twins_svt_base").min_size, rule("twins_svt_base").multiple_of) == ((224, 224), (224, 224))
-    assert (rule("twins_svt_base", features_only=True).min_size, rule("twins_svt_base", features_only=True).multiple_of) == ((32, 32), (1, 1))
+    assert (
+        rule("twins_svt_base", features_only=True).min_size,
+        rule("twins_svt_base", features_only=True).multiple_of,
+    ) == ((32, 32), (1, 1))
     assert rule("twins_svt_small", in_chans=4).channels == 4
-    assert rule("crossformer_tiny").fixed_size == (224, 224) and rule("crossformer_tiny", img_size=384).fixed_size == (384, 384)
+    assert rule("crossformer_tiny").fixed_size == (224, 224) and rule("crossformer_tiny", img_size=384).fixed_size == (
+        384,
+        384,
+    )
     assert rule("crossformer_tiny", img_size=200).multiple_of == (16, 16)  # 50 -> 25: the second merge sees an odd map
     assert rule("focal_base").fixed_size == (224, 224) and rule("focal_base").multiple_of == (1, 1)
     assert rule("focal_tiny_useconv", img_size=227).multiple_of == (4, 4)
@@ -226,13 +246,20 @@ def test_every_variant_accepts_its_own_input_size(family):
 
 def test_check_input_messages():
     fixed = InputRule(fixed_size=(224, 224), why="built for img_size=224")
-    with pytest.raises(InputError, match=r"^m takes 224x224 inputs \(built for img_size=224\); got 3x200x200: resize or crop to 224x224$"):
+    with pytest.raises(
+        InputError,
+        match=r"^m takes 224x224 inputs \(built for img_size=224\); got 3x200x200: resize or crop to 224x224$",
+    ):
         check_input(fixed, (1, 3, 200, 200), "m")
     broken = InputRule(fixed_size=(200, 200), multiple_of=(16, 16))
-    with pytest.raises(InputError, match=r"^m was built for 200x200 inputs, which its stages cannot run .* multiples of 16 and 16"):
+    with pytest.raises(
+        InputError, match=r"^m was built for 200x200 inputs, which its stages cannot run .* multiples of 16 and 16"
+    ):
         check_input(broken, (1, 3, 200, 200), "m")
     grid = InputRule(min_size=(32, 32), multiple_of=(32, 32))
-    with pytest.raises(InputError, match=r"at least 32x32 whose sides are multiples of 32; got 3x64x65: .* \(e\.g\. 64x96\)"):
+    with pytest.raises(
+        InputError, match=r"at least 32x32 whose sides are multiples of 32; got 3x64x65: .* \(e\.g\. 64x96\)"
+    ):
         check_input(grid, (2, 3, 64, 65), "m")
     with pytest.raises(InputError, match="resize to at least 32x32"):
         check_input(grid, (2, 3, 0, 64), "m")
@@ -243,7 +270,10 @@ def test_check_input_messages():
     check_input(grid, (1, 3, 96, 64), "m", "paddle.float64")
     check_input(InputRule(channels=1), (0, 1, 5, 7), "m", "torch.bfloat16")
     assert describe(grid) == "3-channel inputs of at least 32x32 whose sides are multiples of 32"
-    assert describe(InputRule(channels=4, multiple_of=(8, 16))) == "4-channel inputs whose height and width are multiples of 8 and 16"
+    assert (
+        describe(InputRule(channels=4, multiple_of=(8, 16)))
+        == "4-channel inputs whose height and width are multiples of 8 and 16"
+    )
 
 
 def test_hook_refuses_non_tensors():
@@ -262,8 +292,12 @@ def test_smallest_side():
 def test_cli_verify_refuses_a_bad_npy_in_one_line(tmp_path, shape, words):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros(shape, "float32"))
-    p = subprocess.run([sys.executable, "-m", "porthub.cli", "verify", "shunted_t", "--input", str(bad)],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "porthub.cli", "verify", "shunted_t", "--input", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("porthub: error: ") and words in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and p.stdout == ""

@@ -33,8 +33,21 @@ sys.modules.setdefault("fuzz_readers", fr)
 _spec.loader.exec_module(fr)
 
 # Any of these audit events while a hostile file loads means something of it ran.
-_EXECUTION_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "subprocess.Popen", "exec",
-                     "compile", "ctypes.dlopen", "os.remove", "os.rmdir", "shutil.rmtree", "webbrowser.open")
+_EXECUTION_EVENTS = (
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "subprocess.Popen",
+    "exec",
+    "compile",
+    "ctypes.dlopen",
+    "os.remove",
+    "os.rmdir",
+    "shutil.rmtree",
+    "webbrowser.open",
+)
 _AUDIT = {"on": False, "events": []}
 
 
@@ -88,9 +101,28 @@ def test_catalogue_is_refused_without_running_anything(case, marker_dir, tmp_pat
 
 def test_catalogue_covers_the_issue(marker_dir):
     names = " ".join(c.name for c in CATALOGUE)
-    for needle in ("os.system", "builtins.eval", "builtins.exec", "subprocess", "importlib", "pickle.loads", "torch.load",
-                   "numpy.load", "INST", "OBJ", "EXT1", "EXT2", "EXT4", "NEWOBJ", "BUILD on", "OrderedDict with",
-                   "memo index", "nested 200 000 deep", "contains itself", "doubling"):
+    for needle in (
+        "os.system",
+        "builtins.eval",
+        "builtins.exec",
+        "subprocess",
+        "importlib",
+        "pickle.loads",
+        "torch.load",
+        "numpy.load",
+        "INST",
+        "OBJ",
+        "EXT1",
+        "EXT2",
+        "EXT4",
+        "NEWOBJ",
+        "BUILD on",
+        "OrderedDict with",
+        "memo index",
+        "nested 200 000 deep",
+        "contains itself",
+        "doubling",
+    ):
         assert needle in names, needle
     assert len(CATALOGUE) >= 100
 
@@ -137,9 +169,16 @@ def test_unusual_but_honest_pth_files_load(name, data, check, tmp_path):
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_numpy_pickles_of_every_protocol_load(protocol, tmp_path):
-    arrays = {"be": np.arange(6, dtype=">f4").reshape(2, 3), "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
-              "i": np.arange(4, dtype=np.int64), "s": np.float32(2.5), "b": np.array([True, False]),
-              "h": np.ones(3, np.float16), "c": np.array([1 + 2j], np.complex64), "z": np.zeros((0, 2))}
+    arrays = {
+        "be": np.arange(6, dtype=">f4").reshape(2, 3),
+        "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "i": np.arange(4, dtype=np.int64),
+        "s": np.float32(2.5),
+        "b": np.array([True, False]),
+        "h": np.ones(3, np.float16),
+        "c": np.array([1 + 2j], np.complex64),
+        "z": np.zeros((0, 2)),
+    }
     path = str(tmp_path / "np.pdparams")
     with open(path, "wb") as fh:
         pickle.dump(arrays, fh, protocol=protocol)
@@ -176,7 +215,9 @@ def test_scan_accepts_real_pickles_and_costs_little():
 def _cli(*args: str, cwd: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="2")
     env.pop("PORTHUB_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "porthub.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "porthub.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_refuses_hostile_files_with_one_line(marker_dir, tmp_path):

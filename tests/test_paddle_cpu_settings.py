@@ -12,8 +12,8 @@ import paddle
 import pytest
 
 from paddle_models.layers import dense_layout
-from porthub.runtime import build_model
 from porthub.registry import resolve
+from porthub.runtime import build_model
 
 FLAG = "FLAGS_use_stride_kernel"
 
@@ -95,8 +95,8 @@ def _model_classes() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("family, class_name", _model_classes())
 def test_every_registered_paddle_model_runs_with_dense_transposes(family, class_name):
-    from porthub.runtime import model_class
     from porthub.registry import get_spec
+    from porthub.runtime import model_class
 
     forward = model_class(get_spec(family), class_name, "paddle").forward
     assert getattr(forward, "__wrapped__", None) is not None, f"{class_name}.forward lacks @dense_layout"

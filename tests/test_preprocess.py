@@ -45,7 +45,10 @@ def test_torchvision_geometry_shorter_side_then_centre_crop():
     recipe = Preprocessing(input_size=(224, 224), resize=256, interpolation="bicubic")
     got = preprocess_image(image, recipe)
     # Resize(256): 300x200 -> 384x256 (long side int(256 * 300 / 200)); CenterCrop(224): left 80, top 16
-    expected = np.asarray(image.resize((384, 256), Image.Resampling.BICUBIC).crop((80, 16, 304, 240)), dtype=np.float32) / 255.0
+    expected = (
+        np.asarray(image.resize((384, 256), Image.Resampling.BICUBIC).crop((80, 16, 304, 240)), dtype=np.float32)
+        / 255.0
+    )
     expected = ((expected - MEAN) / STD).transpose(2, 0, 1)[None]
     assert np.array_equal(got, expected)
     # portrait images crop the long side the same way
@@ -77,7 +80,14 @@ def test_recipes_from_the_specs():
     assert recipe_for({"crop_fraction": 0.9}).resize == 248
     assert recipe_for({}) == Preprocessing()
     # a family with one recipe per task, mean/std in pixel units (mmseg) scaled to 0..1
-    nested = {"classification": {"resize": 256}, "segmentation": {"interpolation": "bilinear", "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}}
+    nested = {
+        "classification": {"resize": 256},
+        "segmentation": {
+            "interpolation": "bilinear",
+            "mean": (123.675, 116.28, 103.53),
+            "std": (58.395, 57.12, 57.375),
+        },
+    }
     seg = recipe_for(nested, "segmentation", (512, 512))
     assert seg.resize is None and seg.input_size == (512, 512) and seg.interpolation == "bilinear"
     assert np.allclose(seg.mean, MEAN, atol=1e-6) and np.allclose(seg.std, STD, atol=1e-3)
@@ -85,7 +95,9 @@ def test_recipes_from_the_specs():
 
 
 def test_whole_image_resize_without_crop():
-    got = preprocess_image(_photo(640, 480), Preprocessing(input_size=(512, 512), resize=None, interpolation="bilinear"))
+    got = preprocess_image(
+        _photo(640, 480), Preprocessing(input_size=(512, 512), resize=None, interpolation="bilinear")
+    )
     assert got.shape == (1, 3, 512, 512)
 
 

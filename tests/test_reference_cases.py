@@ -7,14 +7,15 @@ import os
 
 import numpy as np
 import pytest
+from conftest import reference_cases
 
 from porthub.convert import convert_file, resolve_target
 from porthub.io import load_checkpoint
 from porthub.verify import load_case, verify_reference
 
-from conftest import reference_cases
-
-CASES = [pytest.param(p, id=f"{os.path.basename(os.path.dirname(p))}/{os.path.basename(p)[:-5]}") for p in reference_cases()]
+CASES = [
+    pytest.param(p, id=f"{os.path.basename(os.path.dirname(p))}/{os.path.basename(p)[:-5]}") for p in reference_cases()
+]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -46,7 +47,10 @@ def test_official_to_paddle_to_official_is_bit_identical(case, tmp_path):
     assert pd["to_layout"] == target.spec.default_layout("paddle").name
     back = convert_file(target, str(tmp_path / "m.pdparams"), "torch", str(tmp_path / "back.pth"))
     a, b = _unwrapped(load_checkpoint(src)), _unwrapped(load_checkpoint(back["out"]))
-    skip = lambda k: k.endswith("num_batches_tracked")
+
+    def skip(k):
+        return k.endswith("num_batches_tracked")
+
     assert [k for k in a if not skip(k)] == [k for k in b if not skip(k)]
     for key in a:
         if not skip(key):

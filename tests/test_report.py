@@ -12,13 +12,21 @@ import os
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from porthub.registry import FAMILIES, get_spec
-from porthub.report import (ROOT, LayerComparison, ModelReport, compare_layers, imagenet_classes, layer_tolerance,
-                            summary_figures, topk_lines, write_report)
+from porthub.report import (
+    ROOT,
+    LayerComparison,
+    ModelReport,
+    compare_layers,
+    imagenet_classes,
+    layer_tolerance,
+    summary_figures,
+    topk_lines,
+    write_report,
+)
 from porthub.spec import LayerTolerance, Tolerance
-
-from conftest import DATA
 
 pytest.importorskip("torch")
 pytest.importorskip("paddle")
@@ -61,7 +69,10 @@ def test_clean_model_is_within_tolerance_in_float64(family_case):
     assert clean.layers[0].name == ROOT and clean.only_torch == [] and clean.only_paddle == []
     assert clean.output_max_abs <= clean.output_limit
     # float64 really is float64 end to end (float32 rounding alone is ~1e-7)
-    assert np.asarray(clean.paddle_output if not isinstance(clean.paddle_output, list) else clean.paddle_output[-1]).dtype == np.float64
+    assert (
+        np.asarray(clean.paddle_output if not isinstance(clean.paddle_output, list) else clean.paddle_output[-1]).dtype
+        == np.float64
+    )
     assert max(r.max_abs / r.scale for r in compared) < 1e-8
     assert max(r.flow_max_abs / r.scale for r in compared) < 1e-8
 
@@ -118,7 +129,9 @@ def test_a_planted_error_is_named_exactly(family_case, how):
     assert first is not None and first.name == owner, (owner, None if first is None else first.key)
     # local comparison pins it: no other layer is out of tolerance, though the error flows on
     assert [r.name for r in bad.layers if not r.ok] == [owner]
-    downstream = [r for r in bad.layers if r.index > first.index and r.flow_max_abs is not None and r.flow_max_abs > r.limit]
+    downstream = [
+        r for r in bad.layers if r.index > first.index and r.flow_max_abs is not None and r.flow_max_abs > r.limit
+    ]
     assert downstream, "the planted error should be visible end to end too"
 
 
@@ -168,7 +181,11 @@ def test_class_names_and_topk():
     logits = np.zeros((1, 1000), dtype=np.float32)
     logits[0, [1, 7, 3]] = [5.0, 4.0, 3.0]
     lines = topk_lines(logits, logits + 1e-7, 3)
-    assert "goldfish (1)" in lines[1] and "cock (7)" in lines[2] and lines[-1].startswith("same top-3 order in both frameworks: yes")
+    assert (
+        "goldfish (1)" in lines[1]
+        and "cock (7)" in lines[2]
+        and lines[-1].startswith("same top-3 order in both frameworks: yes")
+    )
     with pytest.raises(ValueError, match="logits"):
         topk_lines(logits, logits[:, :10], 3)
 
@@ -179,7 +196,19 @@ def test_verify_cli_with_input_topk_and_report(tmp_path, capsys):
 
     x = np.random.default_rng(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    rc = main(["verify", "shunted_t", "--input", str(tmp_path / "x.npy"), "--topk", "3", "--report", str(tmp_path / "rep"), "--json"])
+    rc = main(
+        [
+            "verify",
+            "shunted_t",
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--topk",
+            "3",
+            "--report",
+            str(tmp_path / "rep"),
+            "--json",
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["ok"] is True
     # verify_pair's fields stay, with the per-layer data beside them
@@ -187,7 +216,11 @@ def test_verify_cli_with_input_topk_and_report(tmp_path, capsys):
     assert data["model"] == "shunted_t" and data["input"] == "x.npy [1, 3, 64, 64]" and data["first_divergence"] is None
     assert data["layers"]["layers_compared"] == len(data["layers"]["layers"]) > 200
     assert len(data["topk"]) == 5 and data["topk"][-1].startswith("same top-3 order in both frameworks: yes")
-    assert sorted(os.listdir(tmp_path / "rep")) == ["shunted_t_report.json", "shunted_t_report.md", "shunted_t_report.png"]
+    assert sorted(os.listdir(tmp_path / "rep")) == [
+        "shunted_t_report.json",
+        "shunted_t_report.md",
+        "shunted_t_report.png",
+    ]
     from porthub.report import load_report
 
     saved = load_report(data["report_files"]["json"])

@@ -8,13 +8,19 @@ import os
 
 import numpy as np
 import pytest
+from conftest import DATA
 
-from converters.seaformer import SPEC, case_features, case_layout, case_model, paddleseg_canonical_key, paddleseg_file_key
+from converters.seaformer import (
+    SPEC,
+    case_features,
+    case_layout,
+    case_model,
+    paddleseg_canonical_key,
+    paddleseg_file_key,
+)
 from porthub.engine import framework_keys
 from porthub.manifest import load_manifest
 from porthub.spec import PADDLE
-
-from conftest import DATA
 
 torch = pytest.importorskip("torch")
 paddle = pytest.importorskip("paddle")
@@ -24,14 +30,28 @@ from torch_models import seaformer as T  # noqa: E402
 
 HERE = os.path.join(DATA, "seaformer")
 SMALL_CFGS = [[[3, 1, 8, 1], [3, 4, 16, 2]], [[5, 3, 16, 2]], [[3, 3, 24, 2]], [[5, 3, 32, 2]], [[3, 4, 40, 2]]]
-SMALL_CLS = dict(cfgs=SMALL_CFGS, channels=[8, 16, 16, 24, 32, 40], emb_dims=[24, 32, 40], key_dims=[8, 12, 8],
-                 depths=[1, 2, 1], num_heads=3, mlp_ratios=[2, 3, 4])
+SMALL_CLS = dict(
+    cfgs=SMALL_CFGS,
+    channels=[8, 16, 16, 24, 32, 40],
+    emb_dims=[24, 32, 40],
+    key_dims=[8, 12, 8],
+    depths=[1, 2, 1],
+    num_heads=3,
+    mlp_ratios=[2, 3, 4],
+)
 
 
 def _seg_kwargs(**head):
     backbone = dict(SMALL_CLS, norm_cfg={"type": "SyncBN", "requires_grad": True})
-    decode_head = dict(in_channels=[16, 24, 32, 40], in_index=[0, 1, 2, 3], channels=24, embed_dims=[16, 20, 24],
-                       num_classes=3, is_dw=True, norm_cfg={"type": "SyncBN", "requires_grad": True})
+    decode_head = dict(
+        in_channels=[16, 24, 32, 40],
+        in_index=[0, 1, 2, 3],
+        channels=24,
+        embed_dims=[16, 20, 24],
+        num_classes=3,
+        is_dw=True,
+        norm_cfg={"type": "SyncBN", "requires_grad": True},
+    )
     decode_head.update(head)
     return {"backbone": backbone, "decode_head": decode_head}
 
@@ -92,7 +112,11 @@ def test_expand_ratio_one_shifts_the_conv_indices():
     assert [k for k in block.state_dict() if k.endswith("c.weight")] == ["conv.0.c.weight", "conv.2.c.weight"]
     assert block.use_res_connect
     block = T.InvertedResidual(8, 16, ks=5, stride=2, expand_ratio=3)
-    assert [k for k in block.state_dict() if k.endswith("c.weight")] == ["conv.0.c.weight", "conv.2.c.weight", "conv.4.c.weight"]
+    assert [k for k in block.state_dict() if k.endswith("c.weight")] == [
+        "conv.0.c.weight",
+        "conv.2.c.weight",
+        "conv.4.c.weight",
+    ]
     assert tuple(block.conv[2].c.weight.shape) == (24, 1, 5, 5) and not block.use_res_connect
 
 
@@ -123,8 +147,16 @@ def test_classifier_twins_agree_in_float64_on_non_square_inputs(shape):
     assert np.abs(a - b).max() <= 1e-10 * max(1.0, np.abs(a).max())
 
 
-@pytest.mark.parametrize("head", [{}, {"align_corners": True}, {"dropout_ratio": 0.0}, {"norm_cfg": None},
-                                  {"act_cfg": {"type": "ReLU6"}, "is_dw": False}])
+@pytest.mark.parametrize(
+    "head",
+    [
+        {},
+        {"align_corners": True},
+        {"dropout_ratio": 0.0},
+        {"norm_cfg": None},
+        {"act_cfg": {"type": "ReLU6"}, "is_dw": False},
+    ],
+)
 def test_segmentation_twins_agree_in_float64(head):
     a, b = _twins("EncoderDecoder", _seg_kwargs(**head), (2, 3, 200, 328))
     assert a.shape == (2, 3, 200, 328)
@@ -159,11 +191,18 @@ def test_paddleseg_key_map_is_a_bijection_onto_paddleseg_names(name):
     assert len(set(file_keys)) == len(file_keys)
     assert [paddleseg_canonical_key(k) for k in file_keys] == paddle_keys
     names = set(file_keys)
-    for expected in ("backbone.smb1.stem_block.0._conv.weight", "backbone.smb1.layer1.conv.0._batch_norm._mean",
-                     "backbone.trans1.transformer_blocks.0.attn.proj.1._conv.weight",
-                     "backbone.trans1.transformer_blocks.0.mlp.dwconv.bias", "linear_fuse._conv.weight",
-                     "linear_fuse._batch_norm._variance", "fuse1.local_embedding._conv.weight",
-                     "fuse1.global_act._batch_norm.weight", "cls_seg.weight", "cls_seg.bias"):
+    for expected in (
+        "backbone.smb1.stem_block.0._conv.weight",
+        "backbone.smb1.layer1.conv.0._batch_norm._mean",
+        "backbone.trans1.transformer_blocks.0.attn.proj.1._conv.weight",
+        "backbone.trans1.transformer_blocks.0.mlp.dwconv.bias",
+        "linear_fuse._conv.weight",
+        "linear_fuse._batch_norm._variance",
+        "fuse1.local_embedding._conv.weight",
+        "fuse1.global_act._batch_norm.weight",
+        "cls_seg.weight",
+        "cls_seg.bias",
+    ):
         assert expected in names, expected
     assert not any(k.startswith("decode_head.") or ".c." in k or ".bn." in k for k in names)
 
@@ -195,8 +234,15 @@ def test_paddleseg_whole_model_layout_round_trips_through_the_cli(tmp_path):
     case = os.path.join(DATA, "seaformer", "seg_mini_a.json")
     src = case[:-5] + ".pth"
     ps, back = tmp_path / "seg.pdparams", tmp_path / "back.pth"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "porthub.cli", "convert", "seaformer", "--config", case, *a],
-                                    capture_output=True, text=True, timeout=300)
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "porthub.cli", "convert", "seaformer", "--config", case, *a],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     p = run("--to", "paddle", "--layout", "paddleseg", "--src", src, "--out", str(ps))
     assert p.returncode == 0, p.stderr
     keys = list(load_checkpoint(str(ps)))

@@ -46,7 +46,9 @@ def test_kinds_follow_module_classes(num_conv):
     for name, module in model.named_modules():
         if not name:
             continue
-        expected = {torch.nn.Linear: LayerKind.LINEAR, torch.nn.BatchNorm2d: LayerKind.BATCHNORM}.get(type(module), LayerKind.PLAIN)
+        expected = {torch.nn.Linear: LayerKind.LINEAR, torch.nn.BatchNorm2d: LayerKind.BATCHNORM}.get(
+            type(module), LayerKind.PLAIN
+        )
         assert SPEC.kind_of(name) == expected, name
 
 
@@ -115,7 +117,11 @@ def test_case_model_reads_class_and_factories():
     assert ref.class_name == "ShuntedTransformer" and ref.kwargs == case["kwargs"]
 
     factory = case_model({"constructor": "SSA.shunted_s", "kwargs": {"num_classes": 10}})
-    assert factory.kwargs["depths"] == [2, 4, 12, 1] and factory.kwargs["num_conv"] == 1 and factory.kwargs["num_classes"] == 10
+    assert (
+        factory.kwargs["depths"] == [2, 4, 12, 1]
+        and factory.kwargs["num_conv"] == 1
+        and factory.kwargs["num_classes"] == 10
+    )
 
     with pytest.raises(ValueError, match="constructor"):
         case_model({"constructor": "SSA.Other", "kwargs": {}})
@@ -123,7 +129,11 @@ def test_case_model_reads_class_and_factories():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"embed_dims": [32, 16, 32, 24]}, "embed_dims\\[0\\]"), ({"sr_ratios": [16, 4, 2, 1]}, "sr_ratio"), ({"num_heads": [2, 1, 2, 2]}, "even")],
+    [
+        ({"embed_dims": [32, 16, 32, 24]}, "embed_dims\\[0\\]"),
+        ({"sr_ratios": [16, 4, 2, 1]}, "sr_ratio"),
+        ({"num_heads": [2, 1, 2, 2]}, "even"),
+    ],
 )
 def test_configurations_the_official_forward_cannot_run_are_refused(kwargs, message):
     pytest.importorskip("torch")

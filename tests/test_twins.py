@@ -47,8 +47,8 @@ def _window_attention_reference(x, H, W, ws, heads, qkv_w, qkv_b, proj_w, proj_b
     d = C // heads
     for r in range(0, H + pad_b, ws):
         for c in range(0, W + pad_r, ws):
-            tokens = grid[:, r:r + ws, c:c + ws].reshape(B, ws * ws, C)
-            flags = real[r:r + ws, c:c + ws].reshape(-1)
+            tokens = grid[:, r : r + ws, c : c + ws].reshape(B, ws * ws, C)
+            flags = real[r : r + ws, c : c + ws].reshape(-1)
             qkv = (tokens @ qkv_w.T + qkv_b).reshape(B, ws * ws, 3, heads, d).transpose(2, 0, 3, 1, 4)
             logits = qkv[0] @ qkv[1].transpose(0, 1, 3, 2) * d**-0.5
             if masked:
@@ -56,7 +56,7 @@ def _window_attention_reference(x, H, W, ws, heads, qkv_w, qkv_b, proj_w, proj_b
             p = np.exp(logits - logits.max(-1, keepdims=True))
             p /= p.sum(-1, keepdims=True)
             win = (p @ qkv[2]).transpose(0, 2, 1, 3).reshape(B, ws, ws, C)
-            out[:, r:r + ws, c:c + ws] = win
+            out[:, r : r + ws, c : c + ws] = win
     return out[:, :H, :W].reshape(B, N, C) @ proj_w.T + proj_b
 
 
@@ -71,11 +71,16 @@ def test_segmentation_lsa_masks_only_when_both_pads_are_positive(framework, H, W
     side only is attended without a mask (its zero tokens act as keys); both models must keep that."""
     rng = np.random.default_rng(H * 100 + W)
     C, heads, ws = 12, 3, 4
-    params = {"qkv.weight": rng.standard_normal((3 * C, C)) / C**0.5, "qkv.bias": 0.3 * rng.standard_normal(3 * C),
-              "proj.weight": rng.standard_normal((C, C)) / C**0.5, "proj.bias": 0.02 * rng.standard_normal(C)}
+    params = {
+        "qkv.weight": rng.standard_normal((3 * C, C)) / C**0.5,
+        "qkv.bias": 0.3 * rng.standard_normal(3 * C),
+        "proj.weight": rng.standard_normal((C, C)) / C**0.5,
+        "proj.bias": 0.02 * rng.standard_normal(C),
+    }
     x = rng.standard_normal((2, H * W, C))
-    expected = _window_attention_reference(x, H, W, ws, heads, params["qkv.weight"], params["qkv.bias"],
-                                           params["proj.weight"], params["proj.bias"], masked)
+    expected = _window_attention_reference(
+        x, H, W, ws, heads, params["qkv.weight"], params["qkv.bias"], params["proj.weight"], params["proj.bias"], masked
+    )
     if framework == "torch":
         torch = pytest.importorskip("torch")
         from torch_models.twins import GroupAttention
@@ -92,13 +97,25 @@ def test_segmentation_lsa_masks_only_when_both_pads_are_positive(framework, H, W
         attn = GroupAttention(C, heads, qkv_bias=True, ws=ws)
         attn.to(dtype="float64")
         attn.eval()
-        attn.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(v.T if k.endswith("weight") else v)) for k, v in params.items()})
+        attn.set_state_dict(
+            {k: paddle.to_tensor(np.ascontiguousarray(v.T if k.endswith("weight") else v)) for k, v in params.items()}
+        )
         attn.pad_to_window = True
         with paddle.no_grad():
             got = attn(paddle.to_tensor(x), H, W).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
-    other = _window_attention_reference(x, H, W, ws, heads, params["qkv.weight"], params["qkv.bias"],
-                                         params["proj.weight"], params["proj.bias"], not masked)
+    other = _window_attention_reference(
+        x,
+        H,
+        W,
+        ws,
+        heads,
+        params["qkv.weight"],
+        params["qkv.bias"],
+        params["proj.weight"],
+        params["proj.bias"],
+        not masked,
+    )
     if (-H) % ws or (-W) % ws:
         assert np.abs(other - expected).max() > 1e-4, "the mask must change this case, or it tests nothing"
 
@@ -130,8 +147,11 @@ def test_kinds_follow_module_classes(framework):
 
         linear, modules = paddle.nn.Linear, lambda m: m.named_sublayers()
     small_pcpvt = {k: v for k, v in SMALL_SVT.items() if k != "wss"}
-    models = [twins.ALTGVT(**SMALL_SVT, extra_norm=True), twins.CPVTV2(**small_pcpvt, extra_norm=True),
-              twins.PCPVT(**{**small_pcpvt, "block_cls": "gvt.SBlock"})]
+    models = [
+        twins.ALTGVT(**SMALL_SVT, extra_norm=True),
+        twins.CPVTV2(**small_pcpvt, extra_norm=True),
+        twins.PCPVT(**{**small_pcpvt, "block_cls": "gvt.SBlock"}),
+    ]
     for model in models:
         for name, module in modules(model):
             if name:
@@ -167,18 +187,30 @@ def test_case_model_reads_classes_factories_and_dense_backbones():
     assert ref.class_name == "ALTGVT" and ref.kwargs == case["kwargs"]
 
     factory = case_model({"constructor": "gvt.pcpvt_base_v0", "kwargs": {"num_classes": 10}})
-    assert factory.class_name == "CPVTV2" and factory.kwargs["depths"] == [3, 4, 18, 3] and factory.kwargs["num_classes"] == 10
+    assert (
+        factory.class_name == "CPVTV2"
+        and factory.kwargs["depths"] == [3, 4, 18, 3]
+        and factory.kwargs["num_classes"] == 10
+    )
 
-    dense = case_model({"constructor": "gvt.alt_gvt_small", "official_file": "segmentation/gvt.py", "kwargs": {"num_classes": 3}})
-    assert dense.kwargs["features_only"] and dense.kwargs["extra_norm"] and "num_classes" not in dense.kwargs  # the seg factories ignore kwargs
+    dense = case_model(
+        {"constructor": "gvt.alt_gvt_small", "official_file": "segmentation/gvt.py", "kwargs": {"num_classes": 3}}
+    )
+    assert (
+        dense.kwargs["features_only"] and dense.kwargs["extra_norm"] and "num_classes" not in dense.kwargs
+    )  # the seg factories ignore kwargs
     large = case_model({"constructor": "gvt.pcpvt_large", "official_file": "segmentation/gvt.py", "kwargs": {}})
-    assert large.kwargs["depths"] == [3, 8, 27, 3] and large.kwargs["features_only"] and not large.kwargs.get("extra_norm")
+    assert (
+        large.kwargs["depths"] == [3, 8, 27, 3] and large.kwargs["features_only"] and not large.kwargs.get("extra_norm")
+    )
 
     with pytest.raises(ValueError, match="constructor"):
         case_model({"constructor": "gvt.Other", "kwargs": {}})
 
 
-@pytest.mark.parametrize("name, extra_norm, suffix", [("pcpvt_mini_a", False, None), ("svt_mini_a", True, ".backbone.pth")])
+@pytest.mark.parametrize(
+    "name, extra_norm, suffix", [("pcpvt_mini_a", False, None), ("svt_mini_a", True, ".backbone.pth")]
+)
 def test_case_features_build_the_segmentation_backbone(name, extra_norm, suffix):
     (features,) = case_features(_case(name))
     assert features.model.kwargs["features_only"] is True and features.model.kwargs["extra_norm"] is extra_norm
@@ -194,11 +226,15 @@ def test_mmseg_layout_reads_and_writes_the_backbone():
     backbone = {k: v.numpy() for k, v in backbone.items()}
     raw = {
         "meta": {"mmseg_version": "0.11.0"},
-        "state_dict": {**{"backbone." + k: v for k, v in backbone.items()},
-                       "decode_head.conv_seg.weight": np.zeros((150, 512, 1, 1), np.float32),
-                       "auxiliary_head.conv_seg.bias": np.zeros(150, np.float32)},
+        "state_dict": {
+            **{"backbone." + k: v for k, v in backbone.items()},
+            "decode_head.conv_seg.weight": np.zeros((150, 512, 1, 1), np.float32),
+            "auxiliary_head.conv_seg.bias": np.zeros(150, np.float32),
+        },
     }
-    manifest = engine.Manifest.from_list("svt_mini_a.backbone", [[k, v.shape, str(v.dtype)] for k, v in backbone.items()])
+    manifest = engine.Manifest.from_list(
+        "svt_mini_a.backbone", [[k, v.shape, str(v.dtype)] for k, v in backbone.items()]
+    )
     layout, state = engine.detect_layout(raw, SPEC, manifest, frameworks=("torch",))
     assert layout.name == "mmseg" and list(state) == list(backbone)
     assert all(np.array_equal(state[k], backbone[k]) for k in backbone)
@@ -221,9 +257,9 @@ def _cli(*args):
 def test_paddleclas_pdparams_converts_to_torch_and_loads(tmp_path):
     """A PaddleClas user's file (paddle.save of the Paddle model's state dict) -> PyTorch, strictly."""
     torch, paddle = _frameworks()
-    from porthub.runtime import build_model, run_model
     from porthub.pairs import seeded_input
     from porthub.registry import resolve
+    from porthub.runtime import build_model, run_model
 
     spec, variant = resolve("pcpvt_small")
     paddle.seed(0)
@@ -244,15 +280,18 @@ def test_paddleclas_pdparams_converts_to_torch_and_loads(tmp_path):
 def test_timm_checkpoint_converts_to_paddle(tmp_path):
     """timm's twins_svt_small: the official keys in timm's order (patch_embeds, blocks, pos_block, norm, head)."""
     torch, paddle = _frameworks()
-    from porthub.runtime import build_model, run_model
     from porthub.pairs import seeded_input
     from porthub.registry import resolve
+    from porthub.runtime import build_model, run_model
 
     spec, variant = resolve("twins_svt_small")
     torch.manual_seed(0)
     tmodel = build_model(spec, variant.model(), "torch")
     state = tmodel.state_dict()
-    rank = lambda k: ["patch_embeds", "pos_drops", "blocks", "pos_block", "norm", "head"].index(k.split(".")[0])
+
+    def rank(k):
+        return ["patch_embeds", "pos_drops", "blocks", "pos_block", "norm", "head"].index(k.split(".")[0])
+
     timm_order = {k: state[k] for k in sorted(state, key=rank)}
     assert list(timm_order) != list(state)
     src = tmp_path / "twins_svt_small.pth"
