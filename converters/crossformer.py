@@ -16,7 +16,21 @@ if TYPE_CHECKING:  # numpy is imported where the geometry is computed: `porthub 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.errors import ReferenceCaseError
 from porthub.geometry.crossformer import GROUP_TYPES, NEG_INF, compute_group_size, dpb_tables, group_mask, pad_amounts
-from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, LayerTolerance, Layout, ModelRef, Tolerance, Variant
+from porthub.spec import (
+    IMAGENET_EVAL_224,
+    PADDLE,
+    TORCH,
+    FamilySpec,
+    FeatureSet,
+    InputRule,
+    LayerKind,
+    LayerRule,
+    LayerTolerance,
+    Layout,
+    ModelRef,
+    Tolerance,
+    Variant,
+)
 
 __all__ = [
     "NEG_INF",
@@ -48,7 +62,10 @@ def block_plan(kwargs: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
     interval = _list(kwargs.get("crs_interval", [8, 4, 2, 1]), len(depths))
     grid = img // patch_size[0]
     groups = compute_group_size(
-        _list(kwargs.get("group_size", [7, 7, 7, 7]), len(depths)), depths, [grid, grid], kwargs.get("group_type", "constant")
+        _list(kwargs.get("group_size", [7, 7, 7, 7]), len(depths)),
+        depths,
+        [grid, grid],
+        kwargs.get("group_type", "constant"),
     )
     use_acl = bool(kwargs.get("use_acl", False))
     plan = []
@@ -166,7 +183,8 @@ LAYOUTS = (
         "dense",
         TORCH,
         description=(
-            "official mmdet/mmseg checkpoints (detection/README.md, segmentation/README.md): mmcv {'meta', 'state_dict'} "
+            "official mmdet/mmseg checkpoints (detection/README.md, segmentation/README.md): mmcv {'meta', "
+            "'state_dict'} "
             "with the backbone under 'backbone.'; necks and heads are not part of porthub's model. The released v1 "
             "det/seg models were trained with the v1 backbone (see CrossFormerBackbone)"
         ),
@@ -231,7 +249,8 @@ def _variant(name, short, paper_name, base, arch, top1, params_m, flops_g, n_par
             "config_file": config,
             "checkpoint_file": ckpt,
             "checkpoint_where": link,
-            "checkpoint_wrapping": "{'model': state_dict}" + (" with the v1 DPB tables" if layout == "official_v1" else ""),
+            "checkpoint_wrapping": "{'model': state_dict}"
+            + (" with the v1 DPB tables" if layout == "official_v1" else ""),
             "dataset": "ImageNet-1k",
             "paper": PAPER,
             "licence": LICENCE,
@@ -343,7 +362,9 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     names = re.findall(r"[A-Za-z_]\w*", constructor.split("(")[0])
     name = names[-1] if names else ""
     if name != CLASSIFIER:
-        raise ReferenceCaseError(f"crossformer case {case.get('case', '?')!r}: constructor {constructor!r} is not a CrossFormer class")
+        raise ReferenceCaseError(
+            f"crossformer case {case.get('case', '?')!r}: constructor {constructor!r} is not a CrossFormer class"
+        )
     kwargs = dict(case.get("kwargs") or {})
     return ModelRef(BACKBONE if _is_backbone(constructor) else CLASSIFIER, kwargs)
 
@@ -389,8 +410,12 @@ def input_rule(ref: ModelRef) -> InputRule:
     stages = len(list(kwargs.get("depths", [2, 2, 6, 2])))
     step = patch * 2 ** (stages - 1)
     if ref.class_name == BACKBONE:
-        return InputRule(channels=channels, min_size=(step, step), multiple_of=(step, step),
-                         why=f"the stage maps are the input / {patch}, then halved by {stages - 1} merges that need even maps")
+        return InputRule(
+            channels=channels,
+            min_size=(step, step),
+            multiple_of=(step, step),
+            why=f"the stage maps are the input / {patch}, then halved by {stages - 1} merges that need even maps",
+        )
     img_size = kwargs.get("img_size", 224)
     img = int(img_size[0]) if isinstance(img_size, (list, tuple)) else int(img_size)
     fixed = (img, int(img_size[1])) if isinstance(img_size, (list, tuple)) else (img, img)

@@ -29,7 +29,19 @@ from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.errors import ReferenceCaseError
-from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import (
+    IMAGENET_EVAL_224,
+    PADDLE,
+    TORCH,
+    FamilySpec,
+    FeatureSet,
+    InputRule,
+    LayerKind,
+    LayerRule,
+    Layout,
+    ModelRef,
+    Variant,
+)
 
 OFFICIAL_REPO = "https://github.com/microsoft/Focal-Transformer"
 OFFICIAL_COMMIT = "57bb3031582a2afb2d2a6916612bc4311316f9fc"
@@ -222,7 +234,10 @@ def input_rule(ref: ModelRef) -> InputRule:
     # (an empty last-stage map never gets here: the constructor refuses it, window_size becomes 0)
     multiple, broken = (1, 1), ""
     if useconv and any(side % 4 == 3 for side in fixed):
-        multiple, broken = (4, 4), "the useconv stem gives (img - 3) // 4 + 1 rows, one more than the blocks expect when img % 4 == 3"
+        multiple, broken = (
+            (4, 4),
+            "the useconv stem gives (img - 3) // 4 + 1 rows, one more than the blocks expect when img % 4 == 3",
+        )
     else:
         for i, grid in enumerate(grids):
             scale = (patch[0] * 2**i, patch[1] * 2**i)
@@ -233,10 +248,21 @@ def input_rule(ref: ModelRef) -> InputRule:
             stage_window = min(grid) if min(grid) <= window else window
             if ref.class_name == V2_CLASS and (grid[0] % stage_window or grid[1] % stage_window):
                 multiple = (scale[0] * stage_window, scale[1] * stage_window)
-                broken = f"Focal-fast has no padding and its stage {i} map {grid[0]}x{grid[1]} is not a multiple of the window {stage_window}"
+                broken = (
+                    f"Focal-fast has no padding and its stage {i} map {grid[0]}x{grid[1]} is not a multiple of "
+                    f"the window {stage_window}"
+                )
                 break
-    why = f"the model is built for img_size={fixed[0] if fixed[0] == fixed[1] else list(fixed)}: rebuild it with img_size=H to run another size"
-    return InputRule(channels=int(kwargs.get("in_chans", 3)), multiple_of=multiple, fixed_size=fixed, why=f"{broken}; {why}" if broken else why)
+    why = (
+        f"the model is built for img_size={fixed[0] if fixed[0] == fixed[1] else list(fixed)}: rebuild it with "
+        "img_size=H to run another size"
+    )
+    return InputRule(
+        channels=int(kwargs.get("in_chans", 3)),
+        multiple_of=multiple,
+        fixed_size=fixed,
+        why=f"{broken}; {why}" if broken else why,
+    )
 
 
 _AT = f"microsoft/Focal-Transformer @ {OFFICIAL_COMMIT[:7]}"
@@ -281,7 +307,8 @@ SPEC = FamilySpec(
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT}",
     licence=LICENCE,
-    # config.py + data/build.py (eval): Resize(int(256/224 * 224) = 256, bicubic), CenterCrop(224), timm ImageNet mean/std
+    # config.py + data/build.py (eval): Resize(int(256/224 * 224) = 256, bicubic), CenterCrop(224),
+    # timm ImageNet mean/std
     preprocessing=IMAGENET_EVAL_224,
     sources=SOURCES,
 )

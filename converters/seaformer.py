@@ -18,7 +18,19 @@ from typing import Any, Mapping
 
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.errors import ReferenceCaseError
-from porthub.spec import PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Rename, Variant
+from porthub.spec import (
+    PADDLE,
+    TORCH,
+    FamilySpec,
+    FeatureSet,
+    InputRule,
+    LayerKind,
+    LayerRule,
+    Layout,
+    ModelRef,
+    Rename,
+    Variant,
+)
 
 OFFICIAL_REPO = "https://github.com/fudan-zvg/SeaFormer"
 OFFICIAL_COMMIT = "9718d05b6e70d0561dda7c052b8457feed74d4d9"
@@ -72,17 +84,21 @@ LAYOUTS = (
     Layout(
         "timm",
         TORCH,
-        description=("classification release: the timm CheckpointSaver dict of seaformer-cls training "
-                     "({'state_dict', 'state_dict_ema', 'optimizer', ...}); read with the official seg "
-                     "backbone's precedence state_dict_ema > state_dict > model, written as {'state_dict': ...}"),
+        description=(
+            "classification release: the timm CheckpointSaver dict of seaformer-cls training "
+            "({'state_dict', 'state_dict_ema', 'optimizer', ...}); read with the official seg "
+            "backbone's precedence state_dict_ema > state_dict > model, written as {'state_dict': ...}"
+        ),
         containers=("state_dict_ema", "state_dict", "model"),
         wrap="state_dict",
     ),
     Layout(
         "mmseg",
         TORCH,
-        description=("segmentation release: an mmcv checkpoint {'meta', 'state_dict', ('optimizer')} whose keys "
-                     "carry backbone./decode_head. (the canonical keys of EncoderDecoder)"),
+        description=(
+            "segmentation release: an mmcv checkpoint {'meta', 'state_dict', ('optimizer')} whose keys "
+            "carry backbone./decode_head. (the canonical keys of EncoderDecoder)"
+        ),
         containers=("state_dict",),
         wrap="state_dict",
         extra={"meta": {"mmseg_version": "0.x", "config": "fudan-zvg/SeaFormer seaformer-seg/local_configs/seaformer"}},
@@ -90,26 +106,33 @@ LAYOUTS = (
     Layout(
         "paddle",
         PADDLE,
-        description="porthub's Paddle state_dict (.pdparams): official keys, Linear weights [in, out], BatchNorm _mean/_variance",
+        description=(
+            "porthub's Paddle state_dict (.pdparams): official keys, Linear weights [in, out], BatchNorm "
+            "_mean/_variance"
+        ),
         default_format="pdparams",
     ),
     Layout(
         "paddleseg_backbone",
         PADDLE,
-        description=("PaddleSeg's naming of the SeaFormer backbone (paddleseg/models/backbones/seaformer.py, "
-                     "its seaformer_*_imagenet_pretrained.pdparams): the official smb*/trans* structure with "
-                     "ConvBN children _conv/_batch_norm and BatchNorm _mean/_variance. For the classifier (a "
-                     "PaddleSeg backbone has no 'linear': allow it missing) and SeaFormerBackbone; PaddleSeg's "
-                     "whole SeaFormerSeg files need paddleseg_file_key/paddleseg_canonical_key"),
+        description=(
+            "PaddleSeg's naming of the SeaFormer backbone (paddleseg/models/backbones/seaformer.py, "
+            "its seaformer_*_imagenet_pretrained.pdparams): the official smb*/trans* structure with "
+            "ConvBN children _conv/_batch_norm and BatchNorm _mean/_variance. For the classifier (a "
+            "PaddleSeg backbone has no 'linear': allow it missing) and SeaFormerBackbone; PaddleSeg's "
+            "whole SeaFormerSeg files need paddleseg_file_key/paddleseg_canonical_key"
+        ),
         renames=PADDLESEG_BACKBONE_RENAMES,
         default_format="pdparams",
     ),
     Layout(
         "paddleseg",
         PADDLE,
-        description=("PaddleSeg's SeaFormerSeg state dict (paddleseg/models/segmentation/seaformer_seg.py): the "
-                     "backbone under backbone. with ConvBN children _conv/_batch_norm, the LightHead at the top "
-                     "level with _conv/_batch_norm and cls_seg for conv_seg, BatchNorm _mean/_variance"),
+        description=(
+            "PaddleSeg's SeaFormerSeg state dict (paddleseg/models/segmentation/seaformer_seg.py): the "
+            "backbone under backbone. with ConvBN children _conv/_batch_norm, the LightHead at the top "
+            "level with _conv/_batch_norm and cls_seg for conv_seg, BatchNorm _mean/_variance"
+        ),
         key_map=(paddleseg_canonical_key, paddleseg_file_key),
         tasks=("segmentation",),
         default_format="pdparams",
@@ -122,7 +145,9 @@ LAYOUTS = (
 )
 
 # ------------------------------------------------------------------------------------- variants
-_CLS_README = "README.md 'SeaFormer on ImageNet-1K' table and seaformer-cls/README.md, official repo @ " + OFFICIAL_COMMIT[:7]
+_CLS_README = (
+    "README.md 'SeaFormer on ImageNet-1K' table and seaformer-cls/README.md, official repo @ " + OFFICIAL_COMMIT[:7]
+)
 _SEG_README = "seaformer-seg/README.md ADE20K / Cityscapes tables, official repo @ " + OFFICIAL_COMMIT[:7]
 
 _CLS_CFGS = {
@@ -248,7 +273,10 @@ def _seg_meta(size: str, dataset: str, facts: dict[str, Any], configs: list[str]
         "paper": PAPER,
         "licence": LICENCE,
         "model_config": f"seaformer-seg/local_configs/seaformer/seaformer_{size}.py",
-        "wrapping": "mmcv save_checkpoint {'meta', 'state_dict', ('optimizer')} (not inspected: the files are on Drive/Baidu)",
+        "wrapping": (
+            "mmcv save_checkpoint {'meta', 'state_dict', ('optimizer')} (not inspected: the files are on "
+            "Drive/Baidu)"
+        ),
         "paddleseg": f"{PADDLESEG_REPO} configs/seaformer (retrained, different weights; keys differ, see the spec)",
     }
 
@@ -314,8 +342,10 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
     constructor = str(case.get("constructor", CLS_CLASS))
     if _is_segmentation(case):
         if "backbone" not in kwargs or "decode_head" not in kwargs:
-            raise ReferenceCaseError(f"seaformer case {case.get('case', '?')!r}: a segmentation case needs kwargs.backbone "
-                             "and kwargs.decode_head")
+            raise ReferenceCaseError(
+                f"seaformer case {case.get('case', '?')!r}: a segmentation case needs kwargs.backbone "
+                "and kwargs.decode_head"
+            )
         return ModelRef(SEG_CLASS, kwargs)
     if constructor in (CLS_CLASS, "seaformer.SeaFormer"):
         return ModelRef(CLS_CLASS, kwargs)
@@ -324,7 +354,9 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         kwargs.pop("pretrained", None)
         return factories[constructor].model(**kwargs)
     known = ", ".join([CLS_CLASS, SEG_CLASS, *factories])
-    raise ReferenceCaseError(f"seaformer case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+    raise ReferenceCaseError(
+        f"seaformer case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}"
+    )
 
 
 def case_features(case: Mapping[str, Any]) -> list[FeatureSet]:

@@ -10,7 +10,18 @@ from typing import Any, Mapping
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.errors import ReferenceCaseError
 from porthub.inputs import smallest_side
-from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import (
+    IMAGENET_EVAL_224,
+    PADDLE,
+    TORCH,
+    FamilySpec,
+    InputRule,
+    LayerKind,
+    LayerRule,
+    Layout,
+    ModelRef,
+    Variant,
+)
 
 OFFICIAL_REPO = "https://github.com/OliverRensu/Shunted-Transformer"
 OFFICIAL_COMMIT = "6861101d8f4f592da79f84294f015e1e6b150351"
@@ -32,18 +43,27 @@ LAYOUTS = (
     Layout(
         "official",
         TORCH,
-        description="the released ckpt_{T,S,B}.pth: a bare state_dict (third-party loaders use strict load_state_dict on it)",
+        description=(
+            "the released ckpt_{T,S,B}.pth: a bare state_dict (third-party loaders use strict load_state_dict "
+            "on it)"
+        ),
     ),
     Layout(
         "paddle",
         PADDLE,
-        description="porthub's Paddle state_dict (.pdparams): official keys, Linear weights [in, out], BatchNorm _mean/_variance",
+        description=(
+            "porthub's Paddle state_dict (.pdparams): official keys, Linear weights [in, out], BatchNorm "
+            "_mean/_variance"
+        ),
         default_format="pdparams",
     ),
     Layout(
         "main_py",
         TORCH,
-        description="the official main.py training checkpoint {'model': state_dict, 'optimizer', ...}; main.py unwraps 'model' when present",
+        description=(
+            "the official main.py training checkpoint {'model': state_dict, 'optimizer', ...}; main.py unwraps "
+            "'model' when present"
+        ),
         containers=("model",),
         wrap="model",
     ),
@@ -61,7 +81,9 @@ _SHARED_KWARGS: Mapping[str, Any] = {
 _README = 'README.md "Model Zoo" table (Acc@1, #Params (M)), official repo @ ' + OFFICIAL_COMMIT[:7]
 
 
-def _variant(name: str, letter: str, depths: list[int], num_conv: int, top1: float, params_m: float, n_params: int) -> Variant:
+def _variant(
+    name: str, letter: str, depths: list[int], num_conv: int, top1: float, params_m: float, n_params: int
+) -> Variant:
     return Variant(
         name=name,
         class_name=CLASS_NAME,
@@ -109,14 +131,19 @@ def _release(letter: str, top1: float) -> Release:
         wrapping=Wrapping.BARE,
         locations=(_DRIVE, _BAIDU),
         licence=LICENCE,
-        accuracy=Accuracy("top1", top1, "ImageNet-1k", f"{_AT} (Model Zoo, Acc@1)",
-                          "224, resize 256 bicubic, crop 224"),
-        verified=(f"Drive folder 15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP, Baidu Pan 1a9nVWpw2SzP0csCBCF8DNw code hazr ({_AT})",
-                  f"Acc@1 {top1} for Shunted-{letter} ({_AT})",
-                  f"no LICENSE file in the repository ({_REPO_AT}, tree)"),
-        unverified=(f"file name ckpt_{letter}.pth: not printed in the README; the name downstream loaders use",
-                    "bare state dict: downstream code loads it with strict load_state_dict; file not inspected",
-                    "size and sha256: not published"),
+        accuracy=Accuracy(
+            "top1", top1, "ImageNet-1k", f"{_AT} (Model Zoo, Acc@1)", "224, resize 256 bicubic, crop 224"
+        ),
+        verified=(
+            f"Drive folder 15iZKXFT7apjUSoN2WUMAbb0tvJgyh3YP, Baidu Pan 1a9nVWpw2SzP0csCBCF8DNw code hazr ({_AT})",
+            f"Acc@1 {top1} for Shunted-{letter} ({_AT})",
+            f"no LICENSE file in the repository ({_REPO_AT}, tree)",
+        ),
+        unverified=(
+            f"file name ckpt_{letter}.pth: not printed in the README; the name downstream loaders use",
+            "bare state dict: downstream code loads it with strict load_state_dict; file not inspected",
+            "size and sha256: not published",
+        ),
     )
 
 
@@ -134,7 +161,9 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         kwargs.pop("pretrained", None)
         return _FACTORIES[constructor].model(**kwargs)
     known = ", ".join([CONSTRUCTOR, *_FACTORIES])
-    raise ReferenceCaseError(f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+    raise ReferenceCaseError(
+        f"shunted case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}"
+    )
 
 
 def _stage_sides(side: int, num_stages: int) -> list[int]:

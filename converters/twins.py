@@ -20,7 +20,19 @@ from typing import Any, Mapping
 from porthub.catalogue import Accuracy, Location, Release, SourceKind, Wrapping
 from porthub.errors import ReferenceCaseError
 from porthub.inputs import smallest_side
-from porthub.spec import IMAGENET_EVAL_224, PADDLE, TORCH, FamilySpec, FeatureSet, InputRule, LayerKind, LayerRule, Layout, ModelRef, Variant
+from porthub.spec import (
+    IMAGENET_EVAL_224,
+    PADDLE,
+    TORCH,
+    FamilySpec,
+    FeatureSet,
+    InputRule,
+    LayerKind,
+    LayerRule,
+    Layout,
+    ModelRef,
+    Variant,
+)
 
 OFFICIAL_REPO = "https://github.com/Meituan-AutoML/Twins"
 OFFICIAL_COMMIT = "c1ff6714969ad8ef330e75cf97bd310f7488f529"
@@ -65,7 +77,10 @@ LAYOUTS = (
     Layout(
         "timm",
         TORCH,
-        description="timm twins_pcpvt_*/twins_svt_* weights (HF hub timm/twins_*.in1k): the official keys and shapes, no filter function",
+        description=(
+            "timm twins_pcpvt_*/twins_svt_* weights (HF hub timm/twins_*.in1k): the official keys and shapes, "
+            "no filter function"
+        ),
         default_format="safetensors",
     ),
     Layout(
@@ -86,10 +101,17 @@ LAYOUTS = (
 
 _NORM = "functools.partial(torch.nn.LayerNorm, eps=1e-6)"
 _COMMON: Mapping[str, Any] = {"patch_size": 4, "qkv_bias": True, "norm_layer": _NORM, "sr_ratios": [8, 4, 2, 1]}
-_PCPVT: Mapping[str, Any] = {**_COMMON, "embed_dims": [64, 128, 320, 512], "num_heads": [1, 2, 5, 8], "mlp_ratios": [8, 8, 4, 4]}
+_PCPVT: Mapping[str, Any] = {
+    **_COMMON,
+    "embed_dims": [64, 128, 320, 512],
+    "num_heads": [1, 2, 5, 8],
+    "mlp_ratios": [8, 8, 4, 4],
+}
 _SVT: Mapping[str, Any] = {**_COMMON, "mlp_ratios": [4, 4, 4, 4], "wss": [7, 7, 7, 7]}
 
-_README = 'README.md "Image Classification" table (Acc@1, FLOPs(G), #Params (M)), official repo @ ' + OFFICIAL_COMMIT[:7]
+_README = (
+    'README.md "Image Classification" table (Acc@1, FLOPs(G), #Params (M)), official repo @ ' + OFFICIAL_COMMIT[:7]
+)
 _SEG_README = 'README.md "Semantic Segmentation" table (UperNet, ADE20K, mIoU ss/ms)'
 
 
@@ -125,27 +147,96 @@ def _variant(name, factory, class_name, kwargs, aliases, top1, flops_g, params_m
 
 
 VARIANTS = (
-    _variant("twins_pcpvt_small", "pcpvt_small_v0", PCPVT_CLASS, {**_PCPVT, "depths": [3, 4, 6, 3]},
-             ("pcpvt_small", "Twins-PCPVT-S", "PCPVT-Small"), 81.2, 3.7, 24.1, 24_106_216, "logs/pcpvt_s.txt",
-             "pcpvt_small.pth", "pcpvt_small", {"mIoU": "46.2/47.5", "backbone_class": "pcpvt_small_v0", "extra_norm": False}),
-    _variant("twins_pcpvt_base", "pcpvt_base_v0", PCPVT_CLASS, {**_PCPVT, "depths": [3, 4, 18, 3]},
-             ("pcpvt_base", "Twins-PCPVT-B", "PCPVT-Base"), 82.7, 6.4, 43.8, 43_828_456, "logs/pcpvt_b.txt",
-             "pcpvt_base.pth", "pcpvt_base", {"mIoU": "47.1/48.4", "backbone_class": "pcpvt_base_v0", "extra_norm": False}),
-    _variant("twins_pcpvt_large", "pcpvt_large_v0", PCPVT_CLASS, {**_PCPVT, "depths": [3, 8, 27, 3]},
-             ("pcpvt_large", "Twins-PCPVT-L", "PCPVT-Large"), 83.1, 9.5, 60.9, 60_989_672, "logs/pcpvt_l.txt",
-             "pcpvt_large.pth", "pcpvt_large", {"mIoU": "48.6/49.8", "backbone_class": "pcpvt_large", "extra_norm": False}),
-    _variant("twins_svt_small", "alt_gvt_small", SVT_CLASS,
-             {**_SVT, "embed_dims": [64, 128, 256, 512], "num_heads": [2, 4, 8, 16], "depths": [2, 2, 10, 4]},
-             ("Twins-SVT-S", "ALTGVT-Small"), 81.7, 2.8, 24.0, 24_060_776, "logs/svt_s.txt",
-             "alt_gvt_small.pth", "alt_gvt_small", {"mIoU": "46.2/47.1", "backbone_class": "alt_gvt_small", "extra_norm": True}),
-    _variant("twins_svt_base", "alt_gvt_base", SVT_CLASS,
-             {**_SVT, "embed_dims": [96, 192, 384, 768], "num_heads": [3, 6, 12, 24], "depths": [2, 2, 18, 2]},
-             ("Twins-SVT-B", "ALTGVT-Base"), 83.2, 8.3, 56.0, 56_070_952, "logs/svt_b.txt",
-             "alt_gvt_base.pth", "alt_gvt_base", {"mIoU": "47.4/48.9", "backbone_class": "alt_gvt_base", "extra_norm": True}),
-    _variant("twins_svt_large", "alt_gvt_large", SVT_CLASS,
-             {**_SVT, "embed_dims": [128, 256, 512, 1024], "num_heads": [4, 8, 16, 32], "depths": [2, 2, 18, 2]},
-             ("Twins-SVT-L", "ALTGVT-Large"), 83.7, 14.8, 99.2, 99_271_400, "logs/svt_l.txt",
-             "alt_gvt_large.pth", "alt_gvt_large", {"mIoU": "48.8/50.2", "backbone_class": "alt_gvt_large", "extra_norm": True}),
+    _variant(
+        "twins_pcpvt_small",
+        "pcpvt_small_v0",
+        PCPVT_CLASS,
+        {**_PCPVT, "depths": [3, 4, 6, 3]},
+        ("pcpvt_small", "Twins-PCPVT-S", "PCPVT-Small"),
+        81.2,
+        3.7,
+        24.1,
+        24_106_216,
+        "logs/pcpvt_s.txt",
+        "pcpvt_small.pth",
+        "pcpvt_small",
+        {"mIoU": "46.2/47.5", "backbone_class": "pcpvt_small_v0", "extra_norm": False},
+    ),
+    _variant(
+        "twins_pcpvt_base",
+        "pcpvt_base_v0",
+        PCPVT_CLASS,
+        {**_PCPVT, "depths": [3, 4, 18, 3]},
+        ("pcpvt_base", "Twins-PCPVT-B", "PCPVT-Base"),
+        82.7,
+        6.4,
+        43.8,
+        43_828_456,
+        "logs/pcpvt_b.txt",
+        "pcpvt_base.pth",
+        "pcpvt_base",
+        {"mIoU": "47.1/48.4", "backbone_class": "pcpvt_base_v0", "extra_norm": False},
+    ),
+    _variant(
+        "twins_pcpvt_large",
+        "pcpvt_large_v0",
+        PCPVT_CLASS,
+        {**_PCPVT, "depths": [3, 8, 27, 3]},
+        ("pcpvt_large", "Twins-PCPVT-L", "PCPVT-Large"),
+        83.1,
+        9.5,
+        60.9,
+        60_989_672,
+        "logs/pcpvt_l.txt",
+        "pcpvt_large.pth",
+        "pcpvt_large",
+        {"mIoU": "48.6/49.8", "backbone_class": "pcpvt_large", "extra_norm": False},
+    ),
+    _variant(
+        "twins_svt_small",
+        "alt_gvt_small",
+        SVT_CLASS,
+        {**_SVT, "embed_dims": [64, 128, 256, 512], "num_heads": [2, 4, 8, 16], "depths": [2, 2, 10, 4]},
+        ("Twins-SVT-S", "ALTGVT-Small"),
+        81.7,
+        2.8,
+        24.0,
+        24_060_776,
+        "logs/svt_s.txt",
+        "alt_gvt_small.pth",
+        "alt_gvt_small",
+        {"mIoU": "46.2/47.1", "backbone_class": "alt_gvt_small", "extra_norm": True},
+    ),
+    _variant(
+        "twins_svt_base",
+        "alt_gvt_base",
+        SVT_CLASS,
+        {**_SVT, "embed_dims": [96, 192, 384, 768], "num_heads": [3, 6, 12, 24], "depths": [2, 2, 18, 2]},
+        ("Twins-SVT-B", "ALTGVT-Base"),
+        83.2,
+        8.3,
+        56.0,
+        56_070_952,
+        "logs/svt_b.txt",
+        "alt_gvt_base.pth",
+        "alt_gvt_base",
+        {"mIoU": "47.4/48.9", "backbone_class": "alt_gvt_base", "extra_norm": True},
+    ),
+    _variant(
+        "twins_svt_large",
+        "alt_gvt_large",
+        SVT_CLASS,
+        {**_SVT, "embed_dims": [128, 256, 512, 1024], "num_heads": [4, 8, 16, 32], "depths": [2, 2, 18, 2]},
+        ("Twins-SVT-L", "ALTGVT-Large"),
+        83.7,
+        14.8,
+        99.2,
+        99_271_400,
+        "logs/svt_l.txt",
+        "alt_gvt_large.pth",
+        "alt_gvt_large",
+        {"mIoU": "48.8/50.2", "backbone_class": "alt_gvt_large", "extra_norm": True},
+    ),
 )
 
 _AT = f"Meituan-AutoML/Twins @ {OFFICIAL_COMMIT[:7]}, README.md"
@@ -183,26 +274,49 @@ def _release(variant: Variant) -> Release:
         wrapping=Wrapping.BARE,
         locations=(
             Location(SourceKind.GDRIVE, drive, filename=file_name),
-            Location(SourceKind.URL, _TIMM_RELEASE + timm_file, copy_of_original=False, wrapping=Wrapping.BARE,
-                     note="timm's 2021 mirror of the Meituan S3 originals; the 8-hex suffix starts its sha256"),
-            Location(SourceKind.HF, hub_repo, filename="model.safetensors", copy_of_original=False, sha256=hub_sha,
-                     size=hub_size, wrapping=Wrapping.SAFETENSORS,
-                     note="timm's re-save (fp32, timm key names = official keys); timm evaluates it at crop 0.9, "
-                          "the authors at 0.875"),
+            Location(
+                SourceKind.URL,
+                _TIMM_RELEASE + timm_file,
+                copy_of_original=False,
+                wrapping=Wrapping.BARE,
+                note="timm's 2021 mirror of the Meituan S3 originals; the 8-hex suffix starts its sha256",
+            ),
+            Location(
+                SourceKind.HF,
+                hub_repo,
+                filename="model.safetensors",
+                copy_of_original=False,
+                sha256=hub_sha,
+                size=hub_size,
+                wrapping=Wrapping.SAFETENSORS,
+                note="timm's re-save (fp32, timm key names = official keys); timm evaluates it at crop 0.9, "
+                "the authors at 0.875",
+            ),
         ),
         licence=LICENCE,
-        accuracy=Accuracy("top1", float(variant.meta["top1"]), "ImageNet-1k", f"{_AT} (Image Classification, Acc@1)",
-                          "224, resize 256 bicubic, crop 224 (crop fraction 0.875)"),
-        verified=(f"file name {file_name} and Google Drive id {drive} ({_AT}, Image Classification table)",
-                  f"Acc@1 {variant.meta['top1']} ({_AT})",
-                  f"Apache-2.0 (Meituan-AutoML/Twins @ {OFFICIAL_COMMIT[:7]}, LICENSE)",
-                  f"the Semantic Segmentation table reuses the name {file_name} for a different Drive file ({_AT})",
-                  *([sha_fact] if variant.name in _HUB_SHA_READ else [])),
-        unverified=("bare state dict: inferred from timm loading the originals strictly, no filter; file not inspected",
-                    "size and sha256 of the authors' file: not published",
-                    f"timm mirror URL {timm_file}: from timm's git history (shared notes), not read here",
-                    *([] if variant.name in _HUB_SHA_READ else [sha_fact])),
-        notes=("the segmentation checkpoints carry the same file names: porthub keys its cache by location, never by name",),
+        accuracy=Accuracy(
+            "top1",
+            float(variant.meta["top1"]),
+            "ImageNet-1k",
+            f"{_AT} (Image Classification, Acc@1)",
+            "224, resize 256 bicubic, crop 224 (crop fraction 0.875)",
+        ),
+        verified=(
+            f"file name {file_name} and Google Drive id {drive} ({_AT}, Image Classification table)",
+            f"Acc@1 {variant.meta['top1']} ({_AT})",
+            f"Apache-2.0 (Meituan-AutoML/Twins @ {OFFICIAL_COMMIT[:7]}, LICENSE)",
+            f"the Semantic Segmentation table reuses the name {file_name} for a different Drive file ({_AT})",
+            *([sha_fact] if variant.name in _HUB_SHA_READ else []),
+        ),
+        unverified=(
+            "bare state dict: inferred from timm loading the originals strictly, no filter; file not inspected",
+            "size and sha256 of the authors' file: not published",
+            f"timm mirror URL {timm_file}: from timm's git history (shared notes), not read here",
+            *([] if variant.name in _HUB_SHA_READ else [sha_fact]),
+        ),
+        notes=(
+            "the segmentation checkpoints carry the same file names: porthub keys its cache by location, never by name",
+        ),
     )
 
 
@@ -238,7 +352,9 @@ def case_model(case: Mapping[str, Any]) -> ModelRef:
         ref = _FACTORIES[name].model(**kwargs)
     else:
         known = ", ".join([*CLASSES, *_FACTORIES])
-        raise ReferenceCaseError(f"twins case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}")
+        raise ReferenceCaseError(
+            f"twins case {case.get('case', '?')!r}: constructor {constructor!r} is not one of {known}"
+        )
     if dense:
         return ModelRef(ref.class_name, {**ref.kwargs, "features_only": True})
     return ref
@@ -333,7 +449,10 @@ def input_rule(ref: ModelRef) -> InputRule:
                f"{strides_text} stage grids and has no padding (build with features_only=True for the dense "
                f"backbone, which pads)")
     else:
-        why = f"the stage grids are the input / {strides_text} and GSA sub-samples them with k = s = sr_ratio convs ({sr_ratios})"
+        why = (
+            f"the stage grids are the input / {strides_text} and GSA sub-samples them with k = s = sr_ratio convs "
+            f"({sr_ratios})"
+        )
     return InputRule(channels=int(kwargs.get("in_chans", 3)), min_size=(min_size[0], min_size[1]),
                      multiple_of=(multiple[0], multiple[1]), why=why)
 

@@ -1,4 +1,5 @@
-"""CrossFormer and CrossFormer++ (Wang et al., ICLR 2022 / TPAMI 2023), Paddle. Twin of ``torch_models/crossformer.py``.
+"""CrossFormer and CrossFormer++ (Wang et al., ICLR 2022 / TPAMI 2023), Paddle.
+Twin of ``torch_models/crossformer.py``.
 
 Official code: cheerss/CrossFormer, branch ``main`` (``models/crossformer.py`` for classification and
 ``models/crossformer_backbone_det.py`` for the dense backbone). Class and attribute names follow it so
@@ -90,7 +91,9 @@ class Attention(nn.Layer):
     before ``q @ k^T``, as in the official code.
     """
 
-    def __init__(self, dim, group_size, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0, position_bias=True):
+    def __init__(
+        self, dim, group_size, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0, position_bias=True
+    ):
         super().__init__()
         self.dim = dim
         self.group_size = group_size
@@ -185,7 +188,9 @@ class CrossFormerBlock(nn.Layer):
                               position_bias=not use_cpe)
         if self.use_cpe:
             # official quirk: the conv sees the NHWC map, so H is its channel axis
-            self.cpe = nn.Conv2D(input_resolution[0], input_resolution[0], kernel_size=3, padding=1, groups=input_resolution[0])
+            self.cpe = nn.Conv2D(
+                input_resolution[0], input_resolution[0], kernel_size=3, padding=1, groups=input_resolution[0]
+            )
             self.norm_cpe = norm_layer(dim)
         if adaptive_interval and not dynamic:
             self.interval = int(math.ceil(self.input_resolution[0] / self.group_size))
@@ -247,7 +252,9 @@ class CrossFormerBlock(nn.Layer):
             mask = self.attn_mask
         B, L, C = x.shape
         if L != H * W:
-            raise ValueError(f"CrossFormerBlock: {L} tokens do not form the {H}x{W} map it was given; check the input size")
+            raise ValueError(
+                f"CrossFormerBlock: {L} tokens do not form the {H}x{W} map it was given; check the input size"
+            )
         pad_l, pad_r, pad_t, pad_b = pads
 
         shortcut = x
@@ -289,7 +296,9 @@ class PatchMerging(nn.Layer):
             H, W = self.input_resolution
         B, L, C = x.shape
         if L != H * W or H % 2 or W % 2:
-            raise ValueError(f"PatchMerging needs an even map: got {L} tokens for {H}x{W}; use inputs whose side is a multiple of 32")
+            raise ValueError(
+                f"PatchMerging needs an even map: got {L} tokens for {H}x{W}; use inputs whose side is a multiple of 32"
+            )
         x = self.norm(x).reshape([B, H, W, C]).transpose([0, 3, 1, 2])
         return paddle.concat([reduction(x).flatten(2).transpose([0, 2, 1]) for reduction in self.reductions], axis=2)
 
@@ -313,13 +322,30 @@ class Stage(nn.Layer):
         self.return_map = dynamic
         self.blocks = nn.LayerList()
         for i in range(depth):
-            self.blocks.append(CrossFormerBlock(
-                dim=dim, input_resolution=input_resolution, num_heads=num_heads, group_size=group_size[i],
-                interval=interval, lsda_flag=i % 2, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
-                drop=drop, attn_drop=attn_drop, drop_path=drop_path[i] if isinstance(drop_path, list) else drop_path,
-                norm_layer=norm_layer, num_patch_size=num_patch_size,
-                use_extra_conv=(i + 1) % 3 == 0 and i < depth - 1 and use_acl,
-                use_cpe=use_cpe, pad_type=pad_type, no_mask=no_mask, adaptive_interval=adaptive_interval, dynamic=dynamic))
+            self.blocks.append(
+                CrossFormerBlock(
+                    dim=dim,
+                    input_resolution=input_resolution,
+                    num_heads=num_heads,
+                    group_size=group_size[i],
+                    interval=interval,
+                    lsda_flag=i % 2,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop=drop,
+                    attn_drop=attn_drop,
+                    drop_path=drop_path[i] if isinstance(drop_path, list) else drop_path,
+                    norm_layer=norm_layer,
+                    num_patch_size=num_patch_size,
+                    use_extra_conv=(i + 1) % 3 == 0 and i < depth - 1 and use_acl,
+                    use_cpe=use_cpe,
+                    pad_type=pad_type,
+                    no_mask=no_mask,
+                    adaptive_interval=adaptive_interval,
+                    dynamic=dynamic,
+                )
+            )
         if downsample is not None:
             self.downsample = downsample(input_resolution, dim=dim, norm_layer=norm_layer,
                                          patch_size=patch_size_end, num_input_patch_size=num_patch_size)
@@ -362,13 +388,18 @@ class PatchEmbed(nn.Layer):
         self.projs = nn.LayerList()
         for i, ps in enumerate(patch_size):
             dim = embed_dim // 2**i if i == len(patch_size) - 1 else embed_dim // 2 ** (i + 1)
-            self.projs.append(nn.Conv2D(in_chans, dim, kernel_size=ps, stride=patch_size[0], padding=(ps - patch_size[0]) // 2))
+            self.projs.append(
+                nn.Conv2D(in_chans, dim, kernel_size=ps, stride=patch_size[0], padding=(ps - patch_size[0]) // 2)
+            )
         self.norm = make_norm(norm_layer)(embed_dim) if norm_layer is not None else None
 
     def forward(self, x):
         _, _, H, W = x.shape
         if self.check_size and (H, W) != tuple(self.img_size):
-            raise ValueError(f"input {H}x{W} does not match img_size {self.img_size[0]}x{self.img_size[1]}; build the model with img_size={H}")
+            raise ValueError(
+                f"input {H}x{W} does not match img_size {self.img_size[0]}x{self.img_size[1]}; build the model with "
+                f"img_size={H}"
+            )
         x = paddle.concat([proj(x).flatten(2).transpose([0, 2, 1]) for proj in self.projs], axis=2)
         if self.norm is not None:
             x = self.norm(x)
@@ -407,16 +438,33 @@ class _CrossFormerTrunk(nn.Layer):
         num_patch_sizes = [len(patch_size)] + [len(m) for m in merge_size]
         for i_layer in range(self.num_layers):
             last = i_layer == self.num_layers - 1
-            self.layers.append(Stage(
-                dim=int(embed_dim * 2**i_layer),
-                input_resolution=(patches_resolution[0] // 2**i_layer, patches_resolution[1] // 2**i_layer),
-                depth=depths[i_layer], num_heads=num_heads[i_layer], group_size=group_size[i_layer],
-                interval=crs_interval[i_layer], mlp_ratio=mlp_ratios[i_layer], qkv_bias=qkv_bias, qk_scale=qk_scale,
-                drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[sum(depths[:i_layer]):sum(depths[:i_layer + 1])],
-                norm_layer=norm_layer, downsample=None if last else PatchMerging, use_checkpoint=use_checkpoint,
-                patch_size_end=None if last else merge_size[i_layer], num_patch_size=num_patch_sizes[i_layer],
-                use_cpe=use_cpe, pad_type=pad_type, no_mask=no_mask, adaptive_interval=adaptive_interval,
-                use_acl=use_acl, dynamic=dynamic))
+            self.layers.append(
+                Stage(
+                    dim=int(embed_dim * 2**i_layer),
+                    input_resolution=(patches_resolution[0] // 2**i_layer, patches_resolution[1] // 2**i_layer),
+                    depth=depths[i_layer],
+                    num_heads=num_heads[i_layer],
+                    group_size=group_size[i_layer],
+                    interval=crs_interval[i_layer],
+                    mlp_ratio=mlp_ratios[i_layer],
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                    drop_path=dpr[sum(depths[:i_layer]) : sum(depths[: i_layer + 1])],
+                    norm_layer=norm_layer,
+                    downsample=None if last else PatchMerging,
+                    use_checkpoint=use_checkpoint,
+                    patch_size_end=None if last else merge_size[i_layer],
+                    num_patch_size=num_patch_sizes[i_layer],
+                    use_cpe=use_cpe,
+                    pad_type=pad_type,
+                    no_mask=no_mask,
+                    adaptive_interval=adaptive_interval,
+                    use_acl=use_acl,
+                    dynamic=dynamic,
+                )
+            )
 
     def _feature_info(self, embed_dim, patch_size, out_indices):
         stages = [(embed_dim * 2**i, patch_size[0] * 2**i, f"layers.{i}") for i in range(self.num_layers)]

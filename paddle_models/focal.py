@@ -188,7 +188,9 @@ class WindowAttention(nn.Layer):
         wh, ww = window_size
 
         self.relative_position_bias_table = _zeros_parameter(self, [(2 * wh - 1) * (2 * ww - 1), num_heads])
-        self.register_buffer("relative_position_index", get_relative_position_index(window_size, window_size), persistable=True)
+        self.register_buffer(
+            "relative_position_index", get_relative_position_index(window_size, window_size), persistable=True
+        )
 
         if self.expand_size > 0 and focal_level > 0:
             es = self.expand_size
@@ -213,7 +215,9 @@ class WindowAttention(nn.Layer):
             for k in range(focal_level - 1):
                 stride = 2**k
                 kernel_size = 2 * (self.focal_window // 2) + 2**k + (2**k - 1)
-                self.unfolds.append(nn.Unfold(kernel_sizes=[kernel_size, kernel_size], strides=stride, paddings=kernel_size // 2))
+                self.unfolds.append(
+                    nn.Unfold(kernel_sizes=[kernel_size, kernel_size], strides=stride, paddings=kernel_size // 2)
+                )
                 self.relative_position_bias_table_to_windows.append(_zeros_parameter(
                     self, [num_heads, (wh + focal_window + 2**k - 2) * (ww + focal_window + 2**k - 2)]))
                 self.register_buffer(
@@ -224,7 +228,9 @@ class WindowAttention(nn.Layer):
                     # only its bottom-right (fw + 2^k - 1)^2 part is kept
                     mask = paddle.zeros([kernel_size, kernel_size])
                     mask[(2**k) - 1:, (2**k) - 1:] = 1
-                    self.register_buffer(f"valid_ind_unfold_{k}", paddle.nonzero(mask.flatten()).reshape([-1]), persistable=True)
+                    self.register_buffer(
+                        f"valid_ind_unfold_{k}", paddle.nonzero(mask.flatten()).reshape([-1]), persistable=True
+                    )
 
         self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
@@ -248,16 +254,26 @@ class WindowAttention(nn.Layer):
         k_windows = self._split_heads(window_partition(k, ws))
         v_windows = self._split_heads(window_partition(v, ws))
 
-        biases = [paddle.index_select(self.relative_position_bias_table, _index(self.relative_position_index).reshape([-1]), axis=0)
-                  .reshape([window_area, window_area, -1]).transpose([2, 0, 1]).unsqueeze(0)]
+        biases = [
+            paddle.index_select(
+                self.relative_position_bias_table, _index(self.relative_position_index).reshape([-1]), axis=0
+            )
+            .reshape([window_area, window_area, -1])
+            .transpose([2, 0, 1])
+            .unsqueeze(0)
+        ]
         masks = [mask_all[0]]
 
         if self.expand_size > 0 and self.focal_level > 0:
             es = self.expand_size
             # the neighbours are cyclic: border windows see the opposite border, unmasked
             shifts = ((-es, -es), (-es, es), (es, -es), (es, es))
-            k_rolled = paddle.concat([self._split_heads(window_partition(paddle.roll(k, list(s), axis=[1, 2]), ws)) for s in shifts], 2)
-            v_rolled = paddle.concat([self._split_heads(window_partition(paddle.roll(v, list(s), axis=[1, 2]), ws)) for s in shifts], 2)
+            k_rolled = paddle.concat(
+                [self._split_heads(window_partition(paddle.roll(k, list(s), axis=[1, 2]), ws)) for s in shifts], 2
+            )
+            v_rolled = paddle.concat(
+                [self._split_heads(window_partition(paddle.roll(v, list(s), axis=[1, 2]), ws)) for s in shifts], 2
+            )
             valid = _index(self.valid_ind_rolled)
             k_rolled = paddle.concat((k_windows, paddle.index_select(k_rolled, valid, axis=2)), 2)
             v_rolled = paddle.concat((v_windows, paddle.index_select(v_rolled, valid, axis=2)), 2)
@@ -288,14 +304,19 @@ class WindowAttention(nn.Layer):
                     v_pooled = paddle.index_select(v_pooled, valid, axis=2)
                 if unfolded_mask.shape[-1] != width:
                     raise ValueError(
-                        f"focal_window {self.focal_window} gives {unfolded_mask.shape[-1]} pooled keys at focal level {k + 1} "
-                        f"but a {width}-wide position bias; the official code only works with an odd focal_window")
+                        f"focal_window {self.focal_window} gives {unfolded_mask.shape[-1]} pooled keys at focal level "
+                        f"{k + 1} "
+                        f"but a {width}-wide position bias; the official code only works with an odd focal_window"
+                    )
                 k_all.append(k_pooled)
                 v_all.append(v_pooled)
 
                 index_k = _index(getattr(self, f"relative_position_index_{k}"))
-                biases.append(paddle.index_select(self.relative_position_bias_table_to_windows[k], index_k.reshape([-1]), axis=1)
-                              .reshape([-1, window_area, width]).unsqueeze(0))
+                biases.append(
+                    paddle.index_select(self.relative_position_bias_table_to_windows[k], index_k.reshape([-1]), axis=1)
+                    .reshape([-1, window_area, width])
+                    .unsqueeze(0)
+                )
                 masks.append(paddle.where(unfolded_mask == 0, paddle.full_like(unfolded_mask, _MASK_VALUE),
                                           paddle.zeros_like(unfolded_mask)).reshape([-1, 1, 1, width]))
         k_all = paddle.concat(k_all, 2)
@@ -369,7 +390,9 @@ class FocalTransformerBlock(nn.Layer):
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
 
         if self.shift_size > 0:
-            self.register_buffer("attn_mask", get_shift_mask(*self.input_resolution, self.window_size, self.shift_size), persistable=True)
+            self.register_buffer(
+                "attn_mask", get_shift_mask(*self.input_resolution, self.window_size, self.shift_size), persistable=True
+            )
         else:
             self.attn_mask = None
 
@@ -392,7 +415,9 @@ class FocalTransformerBlock(nn.Layer):
             x = F.pad(x, [0, 0, 0, pad_b, 0, pad_r, 0, 0])
         Hp, Wp = x.shape[1:3]
 
-        shifted_x = paddle.roll(x, shifts=[-self.shift_size, -self.shift_size], axis=[1, 2]) if self.shift_size > 0 else x
+        shifted_x = (
+            paddle.roll(x, shifts=[-self.shift_size, -self.shift_size], axis=[1, 2]) if self.shift_size > 0 else x
+        )
         x_windows_all = [shifted_x]
         x_window_masks_all = [self.attn_mask]
         if self.focal_level > 1 and self.pool_method != "none":
@@ -402,7 +427,11 @@ class FocalTransformerBlock(nn.Layer):
         attn_windows = self.attn(x_windows_all, x_window_masks_all)
         attn_windows = attn_windows[:, : self.window_size**2].reshape([-1, self.window_size, self.window_size, C])
         shifted_x = window_reverse(attn_windows, self.window_size, Hp, Wp)
-        x = paddle.roll(shifted_x, shifts=[self.shift_size, self.shift_size], axis=[1, 2]) if self.shift_size > 0 else shifted_x
+        x = (
+            paddle.roll(shifted_x, shifts=[self.shift_size, self.shift_size], axis=[1, 2])
+            if self.shift_size > 0
+            else shifted_x
+        )
         x = x[:, :H, :W].reshape([B, H * W, C])
 
         x = shortcut + self.drop_path(self.gamma_1 * x if self.use_layerscale else x)
@@ -494,7 +523,9 @@ class BasicLayer(nn.Layer):
             x = blk(x)
         image = None
         if self.downsample is not None or self.return_map:
-            image = x.reshape([x.shape[0], self.input_resolution[0], self.input_resolution[1], -1]).transpose([0, 3, 1, 2])
+            image = x.reshape([x.shape[0], self.input_resolution[0], self.input_resolution[1], -1]).transpose(
+                [0, 3, 1, 2]
+            )
         if self.downsample is not None:
             x = self.downsample(image)
         # features_only: (NCHW map before the downsampling, tokens after it)
@@ -667,7 +698,9 @@ class WindowAttentionV2(nn.Layer):
             coord_window = coord.unsqueeze(1) + coords_window.reshape([-1, 2]).astype("float32")[None, :, None, :]
             self.register_buffer(f"topk_cloest_indice_{k}", indice, persistable=True)
             self.register_buffer(f"topk_cloest_coords_{k}", coord_window, persistable=True)
-            self.coord2rpb_all.append(nn.Sequential(nn.Linear(2, head_dim), nn.ReLU(), nn.Linear(head_dim, self.num_heads)))
+            self.coord2rpb_all.append(
+                nn.Sequential(nn.Linear(2, head_dim), nn.ReLU(), nn.Linear(head_dim, self.num_heads))
+            )
 
     def forward(self, x_all, mask_all=None):
         # v2 applies neither the shift mask nor a pooled-window mask (mask_all is unused officially)
@@ -769,7 +802,9 @@ class FocalTransformerBlockV2(nn.Layer):
                              f"{self.window_size}x{self.window_size} window; choose img_size accordingly")
         shortcut = x
         x = self.norm1(x).reshape([B, H, W, C])
-        shifted_x = paddle.roll(x, shifts=[-self.shift_size, -self.shift_size], axis=[1, 2]) if self.shift_size > 0 else x
+        shifted_x = (
+            paddle.roll(x, shifts=[-self.shift_size, -self.shift_size], axis=[1, 2]) if self.shift_size > 0 else x
+        )
         x_windows_all = [shifted_x]
         if self.focal_level > 1 and self.pool_method != "none":
             x_windows_all += _pool_windows(self, shifted_x)
@@ -779,7 +814,11 @@ class FocalTransformerBlockV2(nn.Layer):
         attn_windows = self.attn(x_windows_all)
         attn_windows = attn_windows[:, : self.window_size**2].reshape([-1, self.window_size, self.window_size, C])
         shifted_x = window_reverse(attn_windows, self.window_size, H, W)
-        x = paddle.roll(shifted_x, shifts=[self.shift_size, self.shift_size], axis=[1, 2]) if self.shift_size > 0 else shifted_x
+        x = (
+            paddle.roll(shifted_x, shifts=[self.shift_size, self.shift_size], axis=[1, 2])
+            if self.shift_size > 0
+            else shifted_x
+        )
         x = x.reshape([B, H * W, C])
 
         x = shortcut + self.drop_path(self.gamma_1 * x if self.use_layerscale else x)

@@ -78,7 +78,9 @@ def _build_act(act_cfg):
     act_type = cfg.pop("type", None)
     cfg.pop("inplace", None)
     if act_type not in _ACTIVATIONS or cfg:
-        raise ValueError(f"act_cfg {act_cfg!r} is not supported; use type one of {sorted(_ACTIVATIONS)} without options")
+        raise ValueError(
+            f"act_cfg {act_cfg!r} is not supported; use type one of {sorted(_ACTIVATIONS)} without options"
+        )
     return _ACTIVATIONS[act_type]()
 
 

@@ -88,9 +88,15 @@ class Attention(nn.Layer):
         if dim % num_heads:
             raise ValueError(f"Attention: dim {dim} must be divisible by num_heads {num_heads}")
         if sr_ratio > 1 and sr_ratio not in SR_KERNELS:
-            raise ValueError(f"Attention: sr_ratio must be 1 or one of {sorted(SR_KERNELS)} (the official code builds no other), not {sr_ratio}")
+            raise ValueError(
+                f"Attention: sr_ratio must be 1 or one of {sorted(SR_KERNELS)} (the official code builds no other), "
+                f"not {sr_ratio}"
+            )
         if sr_ratio > 1 and num_heads % 2:
-            raise ValueError(f"Attention: num_heads must be even when sr_ratio > 1 (heads are split between two scales), not {num_heads}")
+            raise ValueError(
+                "Attention: num_heads must be even when sr_ratio > 1 (heads are split between two scales), not "
+                f"{num_heads}"
+            )
         self.dim = dim
         self.num_heads = num_heads
         head_dim = dim // num_heads
@@ -131,7 +137,11 @@ class Attention(nn.Layer):
         # channels of the value image are head-major (head, head_dim)
         v_image = v.transpose([0, 1, 3, 2]).reshape([B, heads * head_dim, h, w])
         v = v + local_conv(v_image).reshape([B, heads, head_dim, h * w]).transpose([0, 1, 3, 2])
-        return attention(q, k, v, self.scale, None, self.attn_drop).transpose([0, 2, 1, 3]).reshape([B, N, heads * head_dim])
+        return (
+            attention(q, k, v, self.scale, None, self.attn_drop)
+            .transpose([0, 2, 1, 3])
+            .reshape([B, N, heads * head_dim])
+        )
 
     def forward(self, x, H, W):
         B, N, C = x.shape
@@ -171,7 +181,13 @@ class Block(nn.Layer):
         norm_layer = make_norm(norm_layer)
         self.norm1 = norm_layer(dim)
         self.attn = Attention(
-            dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop, sr_ratio=sr_ratio
+            dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop=attn_drop,
+            proj_drop=drop,
+            sr_ratio=sr_ratio,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
@@ -257,7 +273,10 @@ class ShuntedTransformer(ClassifierMixin, nn.Layer):
     ):
         super().__init__()
         if embed_dims[0] != 64:
-            raise ValueError(f"ShuntedTransformer: embed_dims[0] must be 64 (the official stem always outputs 64 channels), not {embed_dims[0]}")
+            raise ValueError(
+                "ShuntedTransformer: embed_dims[0] must be 64 (the official stem always outputs 64 channels), not "
+                f"{embed_dims[0]}"
+            )
         self.num_classes = check_num_classes(num_classes)
         self.depths = depths
         self.num_stages = num_stages
@@ -275,7 +294,11 @@ class ShuntedTransformer(ClassifierMixin, nn.Layer):
                 patch_embed = Head(num_conv)
             else:
                 patch_embed = OverlapPatchEmbed(
-                    img_size=img_size // (2 ** (i + 1)), patch_size=3, stride=2, in_chans=embed_dims[i - 1], embed_dim=embed_dims[i]
+                    img_size=img_size // (2 ** (i + 1)),
+                    patch_size=3,
+                    stride=2,
+                    in_chans=embed_dims[i - 1],
+                    embed_dim=embed_dims[i],
                 )
             block = nn.LayerList(
                 [

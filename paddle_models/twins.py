@@ -60,7 +60,9 @@ class GroupAttention(nn.Layer):
     mask); the classification code has no padding, so there the grid must be divisible by ``ws``.
     """
 
-    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0, ws=1, sr_ratio=1.0):
+    def __init__(
+        self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0, ws=1, sr_ratio=1.0
+    ):
         super().__init__()
         if ws == 1:
             raise ValueError("GroupAttention needs a window size ws > 1 (ws == 1 means GSA: use Attention)")
@@ -106,10 +108,20 @@ class GroupAttention(nn.Layer):
         Hp, Wp = H + pad_b, W + pad_r
         hg, wg = Hp // ws, Wp // ws
         x = x.reshape([B, hg, ws, wg, ws, C]).transpose([0, 1, 3, 2, 4, 5])
-        qkv = self.qkv(x).reshape([B, hg * wg, ws * ws, 3, self.num_heads, C // self.num_heads]).transpose([3, 0, 1, 4, 2, 5])
+        qkv = (
+            self.qkv(x)
+            .reshape([B, hg * wg, ws * ws, 3, self.num_heads, C // self.num_heads])
+            .transpose([3, 0, 1, 4, 2, 5])
+        )
         q, k, v = qkv[0], qkv[1], qkv[2]
         mask = self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype).unsqueeze(2) if padded else None
-        x = attention(q, k, v, self.scale, mask, self.attn_drop).transpose([0, 1, 3, 2, 4]).reshape([B, hg, wg, ws, ws, C]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, Hp, Wp, C])
+        x = (
+            attention(q, k, v, self.scale, mask, self.attn_drop)
+            .transpose([0, 1, 3, 2, 4])
+            .reshape([B, hg, wg, ws, ws, C])
+            .transpose([0, 1, 3, 2, 4, 5])
+            .reshape([B, Hp, Wp, C])
+        )
         if padded:
             x = x[:, :H, :W, :]
         x = self.proj(x.reshape([B, N, C]))
@@ -306,7 +318,9 @@ def _patch_embeds(img_size, patch_size, in_chans, embed_dims, strides=None):
         elif strides is None:
             embeds.append(PatchEmbed(_grid(img_size, patch_size, 2 ** (i - 1)), 2, embed_dims[i - 1], embed_dims[i]))
         else:
-            embeds.append(PatchEmbed(_grid(img_size, patch_size, scale), strides[i - 1], embed_dims[i - 1], embed_dims[i]))
+            embeds.append(
+                PatchEmbed(_grid(img_size, patch_size, scale), strides[i - 1], embed_dims[i - 1], embed_dims[i])
+            )
         if strides is not None:
             # the official loop multiplies by strides[i - 1] also at i == 0, i.e. by strides[-1]
             scale *= strides[i - 1]

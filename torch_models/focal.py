@@ -77,8 +77,12 @@ def window_reverse(windows, window_size, H, W):
 def get_relative_position_index(q_windows, k_windows):
     """Index into a ``(q_h + k_h - 1) * (q_w + k_w - 1)`` bias table for every (query, key) pair of a
     q_h x q_w query window and a k_h x k_w key window (both row-major); int64."""
-    coords_q = torch.stack(torch.meshgrid(torch.arange(q_windows[0]), torch.arange(q_windows[1]), indexing="ij")).flatten(1)
-    coords_k = torch.stack(torch.meshgrid(torch.arange(k_windows[0]), torch.arange(k_windows[1]), indexing="ij")).flatten(1)
+    coords_q = torch.stack(
+        torch.meshgrid(torch.arange(q_windows[0]), torch.arange(q_windows[1]), indexing="ij")
+    ).flatten(1)
+    coords_k = torch.stack(
+        torch.meshgrid(torch.arange(k_windows[0]), torch.arange(k_windows[1]), indexing="ij")
+    ).flatten(1)
     relative = (coords_q[:, :, None] - coords_k[:, None, :]).permute(1, 2, 0)
     rows = (relative[:, :, 0] + (k_windows[0] - 1)) * (q_windows[1] + k_windows[1] - 1)
     cols = relative[:, :, 1] + (k_windows[1] - 1)
@@ -209,7 +213,9 @@ class WindowAttention(nn.Module):
             for k in range(focal_level - 1):
                 stride = 2**k
                 kernel_size = 2 * (self.focal_window // 2) + 2**k + (2**k - 1)
-                self.unfolds.append(nn.Unfold(kernel_size=(kernel_size, kernel_size), stride=stride, padding=kernel_size // 2))
+                self.unfolds.append(
+                    nn.Unfold(kernel_size=(kernel_size, kernel_size), stride=stride, padding=kernel_size // 2)
+                )
                 self.relative_position_bias_table_to_windows.append(_zeros_parameter(
                     self, [num_heads, (wh + focal_window + 2**k - 2) * (ww + focal_window + 2**k - 2)]))
                 self.register_buffer(
@@ -252,8 +258,12 @@ class WindowAttention(nn.Module):
             es = self.expand_size
             # the neighbours are cyclic: border windows see the opposite border, unmasked
             shifts = ((-es, -es), (-es, es), (es, -es), (es, es))
-            k_rolled = torch.cat([self._split_heads(window_partition(torch.roll(k, s, dims=(1, 2)), ws)) for s in shifts], 2)
-            v_rolled = torch.cat([self._split_heads(window_partition(torch.roll(v, s, dims=(1, 2)), ws)) for s in shifts], 2)
+            k_rolled = torch.cat(
+                [self._split_heads(window_partition(torch.roll(k, s, dims=(1, 2)), ws)) for s in shifts], 2
+            )
+            v_rolled = torch.cat(
+                [self._split_heads(window_partition(torch.roll(v, s, dims=(1, 2)), ws)) for s in shifts], 2
+            )
             valid = _index(self.valid_ind_rolled)
             k_rolled = torch.cat((k_windows, k_rolled[:, :, valid]), 2)
             v_rolled = torch.cat((v_windows, v_rolled[:, :, valid]), 2)
@@ -284,8 +294,10 @@ class WindowAttention(nn.Module):
                     v_pooled = v_pooled[:, :, valid]
                 if unfolded_mask.shape[-1] != width:
                     raise ValueError(
-                        f"focal_window {self.focal_window} gives {unfolded_mask.shape[-1]} pooled keys at focal level {k + 1} "
-                        f"but a {width}-wide position bias; the official code only works with an odd focal_window")
+                        f"focal_window {self.focal_window} gives {unfolded_mask.shape[-1]} pooled keys at focal level "
+                        f"{k + 1} "
+                        f"but a {width}-wide position bias; the official code only works with an odd focal_window"
+                    )
                 k_all.append(k_pooled)
                 v_all.append(v_pooled)
 
@@ -388,7 +400,9 @@ class FocalTransformerBlock(nn.Module):
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         Hp, Wp = x.shape[1:3]
 
-        shifted_x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2)) if self.shift_size > 0 else x
+        shifted_x = (
+            torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2)) if self.shift_size > 0 else x
+        )
         x_windows_all = [shifted_x]
         x_window_masks_all = [self.attn_mask]
         if self.focal_level > 1 and self.pool_method != "none":
@@ -398,7 +412,11 @@ class FocalTransformerBlock(nn.Module):
         attn_windows = self.attn(x_windows_all, x_window_masks_all)
         attn_windows = attn_windows[:, : self.window_size**2].reshape(-1, self.window_size, self.window_size, C)
         shifted_x = window_reverse(attn_windows, self.window_size, Hp, Wp)
-        x = torch.roll(shifted_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2)) if self.shift_size > 0 else shifted_x
+        x = (
+            torch.roll(shifted_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+            if self.shift_size > 0
+            else shifted_x
+        )
         x = x[:, :H, :W].reshape(B, H * W, C)
 
         x = shortcut + self.drop_path(self.gamma_1 * x if self.use_layerscale else x)
@@ -605,7 +623,9 @@ def get_topk_closest_indice(q_windows, k_windows, topk=1):
         coords_h_q = coords_h_q * factor + factor // 2
         coords_w_q = coords_w_q * factor + factor // 2
     coords_q = torch.stack(torch.meshgrid(coords_h_q, coords_w_q, indexing="ij")).flatten(1)
-    coords_k = torch.stack(torch.meshgrid(torch.arange(k_windows[0]), torch.arange(k_windows[1]), indexing="ij")).flatten(1)
+    coords_k = torch.stack(
+        torch.meshgrid(torch.arange(k_windows[0]), torch.arange(k_windows[1]), indexing="ij")
+    ).flatten(1)
     relative_coords = coords_q[:, :, None] - coords_k[:, None, :]
     dists = torch.sqrt(relative_coords[0].float() ** 2 + relative_coords[1].float() ** 2)
     topk = min(topk, dists.shape[1])
@@ -663,7 +683,9 @@ class WindowAttentionV2(nn.Module):
             coord_window = coord.unsqueeze(1) + coords_window.reshape(-1, 2)[None, :, None, :]
             self.register_buffer(f"topk_cloest_indice_{k}", indice)
             self.register_buffer(f"topk_cloest_coords_{k}", coord_window)
-            self.coord2rpb_all.append(nn.Sequential(nn.Linear(2, head_dim), nn.ReLU(), nn.Linear(head_dim, self.num_heads)))
+            self.coord2rpb_all.append(
+                nn.Sequential(nn.Linear(2, head_dim), nn.ReLU(), nn.Linear(head_dim, self.num_heads))
+            )
 
     def forward(self, x_all, mask_all=None):
         # v2 applies neither the shift mask nor a pooled-window mask (mask_all is unused officially)
@@ -765,7 +787,9 @@ class FocalTransformerBlockV2(nn.Module):
                              f"{self.window_size}x{self.window_size} window; choose img_size accordingly")
         shortcut = x
         x = self.norm1(x).reshape(B, H, W, C)
-        shifted_x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2)) if self.shift_size > 0 else x
+        shifted_x = (
+            torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2)) if self.shift_size > 0 else x
+        )
         x_windows_all = [shifted_x]
         if self.focal_level > 1 and self.pool_method != "none":
             x_windows_all += _pool_windows(self, shifted_x)
@@ -775,7 +799,11 @@ class FocalTransformerBlockV2(nn.Module):
         attn_windows = self.attn(x_windows_all)
         attn_windows = attn_windows[:, : self.window_size**2].reshape(-1, self.window_size, self.window_size, C)
         shifted_x = window_reverse(attn_windows, self.window_size, H, W)
-        x = torch.roll(shifted_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2)) if self.shift_size > 0 else shifted_x
+        x = (
+            torch.roll(shifted_x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+            if self.shift_size > 0
+            else shifted_x
+        )
         x = x.reshape(B, H * W, C)
 
         x = shortcut + self.drop_path(self.gamma_1 * x if self.use_layerscale else x)

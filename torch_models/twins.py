@@ -60,7 +60,9 @@ class GroupAttention(nn.Module):
     mask); the classification code has no padding, so there the grid must be divisible by ``ws``.
     """
 
-    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0, ws=1, sr_ratio=1.0):
+    def __init__(
+        self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0, ws=1, sr_ratio=1.0
+    ):
         super().__init__()
         if ws == 1:
             raise ValueError("GroupAttention needs a window size ws > 1 (ws == 1 means GSA: use Attention)")
@@ -110,7 +112,12 @@ class GroupAttention(nn.Module):
         q, k, v = (t.flatten(0, 1) for t in qkv.unbind(0))
         mask = None
         if padded:
-            mask = self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype, x.device).unsqueeze(2).expand(B, -1, 1, -1, -1).flatten(0, 1)
+            mask = (
+                self._window_mask(Hp, Wp, pad_b, pad_r, x.dtype, x.device)
+                .unsqueeze(2)
+                .expand(B, -1, 1, -1, -1)
+                .flatten(0, 1)
+            )
         x = attention(q, k, v, self.scale, mask, self.attn_drop)
         x = x.reshape(B, hg * wg, self.num_heads, ws * ws, C // self.num_heads)
         x = x.transpose(2, 3).reshape(B, hg, wg, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
@@ -310,7 +317,9 @@ def _patch_embeds(img_size, patch_size, in_chans, embed_dims, strides=None):
         elif strides is None:
             embeds.append(PatchEmbed(_grid(img_size, patch_size, 2 ** (i - 1)), 2, embed_dims[i - 1], embed_dims[i]))
         else:
-            embeds.append(PatchEmbed(_grid(img_size, patch_size, scale), strides[i - 1], embed_dims[i - 1], embed_dims[i]))
+            embeds.append(
+                PatchEmbed(_grid(img_size, patch_size, scale), strides[i - 1], embed_dims[i - 1], embed_dims[i])
+            )
         if strides is not None:
             # the official loop multiplies by strides[i - 1] also at i == 0, i.e. by strides[-1]
             scale *= strides[i - 1]
