@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     s.add_argument("--no-features", action="store_true", help="compare only the final output")
+    s.add_argument("--backward", action="store_true",
+                   help="with MODEL: also back-propagate a seeded loss in train mode (dropout and drop path off) in "
+                   "both frameworks and compare every parameter's gradient")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("push", help="convert a checkpoint, verify it, and publish a hub repository (local hub by default)")
@@ -244,6 +247,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("verify takes a MODEL or --reference CASE.json, not both")
     if args.reference and (args.input or args.report or args.topk):
         raise InputError("--input, --report and --topk go with MODEL, not --reference")
+    if args.reference and args.backward:
+        raise InputError("--backward compares PyTorch's gradients with Paddle's on a MODEL, not on --reference")
     if args.topk < 0:
         raise InputError("--topk must be a positive number of classes")
     if args.reference:
@@ -264,6 +269,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise InputError("--report is the per-layer comparison; it cannot go with --no-features")
         report = verify_pair(args.model, args.dtype, weights, image=args.input, report_dir=args.report, topk=args.topk,
                              **({"features": False} if args.no_features else {}))
+        if args.backward:
+            from .gradients import verify_gradients
+
+            grads = verify_gradients(args.model, args.dtype, weights, image=args.input)
+            report["gradients"] = grads.as_dict()
+            report["ok"] = report["ok"] and grads.ok
+            report.setdefault("notes", []).extend(grads.lines())
     else:
         raise InputError("verify needs a MODEL or --reference CASE.json")
     if args.json:

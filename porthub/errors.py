@@ -151,3 +151,9 @@ class HubUnreachableError(HubError, ConnectionError):
 class SourceUnavailableError(HubError, FileNotFoundError):
     """No catalogued location gave a variant's official file (offline, unreachable, or manual only); the
     message lists what was tried and the steps to provide the file by hand."""
+
+
+class NotScriptableError(PorthubError, AttributeError):
+    """torch.jit.script was asked to compile a porthub model, which TorchScript cannot express; the
+    message names what works instead (torch.jit.trace, torch.compile). An AttributeError because
+    TorchScript meets it while reading a hook's ``__name__``."""

@@ -12,9 +12,11 @@ Nothing here imports numpy, torch or paddle (converters use :func:`smallest_side
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any, Callable, Sequence
 
-from .errors import InputError, ModelConfigError
+from .errors import InputError, ModelConfigError, NotScriptableError
 from .spec import InputRule
 
 __all__ = ["check_input", "describe", "smallest_side", "InputCheck", "FLOAT_DTYPES"]
@@ -109,5 +111,31 @@ class InputCheck:
         if shape is None:
             raise InputError(f"{self.model_name} takes a tensor [N, {self.rule.channels}, H, W]; got {type(x).__name__}: "
                              "convert it with torch.from_numpy / paddle.to_tensor")
-        check_input(self.rule, tuple(shape), self.model_name, getattr(x, "dtype", None))
+        tracer_warning = _tracer_warning()
+        if tracer_warning is None:
+            check_input(self.rule, tuple(shape), self.model_name, getattr(x, "dtype", None))
+            return None
+        # under torch.jit.trace the sizes are traced values and reading them as ints warns that the
+        # trace may be wrong; the check only reads the example's shape and returns nothing, so no
+        # value of it enters the trace (which then runs without the check)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tracer_warning)
+            check_input(self.rule, tuple(shape), self.model_name, getattr(x, "dtype", None))
         return None
+
+    @property
+    def __name__(self) -> str:
+        # torch.jit.script compiles a module's hooks by their __name__ before anything else; none of
+        # porthub's models is scriptable (their forwards use Python that TorchScript lacks), so say
+        # so and what works instead. An AttributeError, so hasattr(hook, "__name__") stays False.
+        raise NotScriptableError(
+            f"{self.model_name} cannot be compiled with torch.jit.script (porthub's models use Python features "
+            "TorchScript lacks); use torch.jit.trace(model, example_input) or torch.compile(model)")
+
+
+def _tracer_warning() -> Any:
+    """torch's TracerWarning while torch.jit.trace runs, else None (torch is never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.jit.is_tracing():
+        return None
+    return torch.jit.TracerWarning
