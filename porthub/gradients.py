@@ -353,7 +353,8 @@ class GradientReport:
             )
         if len(failing) > 10:
             text.append(
-                f"     ... {len(failing) - 10} more failing parameters in {len({c.key.rpartition('.')[0] for c in failing})} layers"
+                f"     ... {len(failing) - 10} more failing parameters in "
+                f"{len({c.key.rpartition('.')[0] for c in failing})} layers"
             )
         for key in self.only_torch[:5]:
             text.append(f"     FAIL {key}: trains in PyTorch, not in Paddle")
