@@ -8,8 +8,8 @@ code when given), with each model's Paddle/PyTorch ratio beside the ratio its mi
 
 For the smallest variant of each family at its evaluation size (224x224; 512x512 for segmentation),
 in eval mode with the same weights (random, seeded) in every implementation, calls alternate between
-the implementations ``--repeat`` times (every other round in reverse order); each figure is the fastest call (on a shared machine the
-fastest is the least disturbed).
+the implementations ``--repeat`` times (every other round in reverse order); each figure is the fastest call
+(on a shared machine the fastest is the least disturbed).
 
 Prediction: one PyTorch forward runs under the torch profiler; each op's self time goes to a kind
 (Linear, batched matmul or fused attention, softmax, GELU, LayerNorm, BatchNorm, depthwise / dense convolution,
@@ -54,8 +54,29 @@ from ops import env_runs, frameworks, measure, threads_info  # noqa: E402
 
 NOISE = 1.15
 OFFICIAL_NOISE = 1.05
-_ELEMENTWISE = ("add", "mul", "div", "sub", "copy_", "clone", "cat", "pad", "constant_pad_nd", "roll", "where",
-                "fill_", "zero_", "sigmoid", "relu", "hardtanh", "hardswish", "mean", "sum", "masked_fill", "index")
+_ELEMENTWISE = (
+    "add",
+    "mul",
+    "div",
+    "sub",
+    "copy_",
+    "clone",
+    "cat",
+    "pad",
+    "constant_pad_nd",
+    "roll",
+    "where",
+    "fill_",
+    "zero_",
+    "sigmoid",
+    "relu",
+    "hardtanh",
+    "hardswish",
+    "mean",
+    "sum",
+    "masked_fill",
+    "index",
+)
 
 
 def op_kind(name: str, shapes: list) -> str:
@@ -111,10 +132,13 @@ def leaf_split(model: Any, x: Any, framework: str, repeat: int = 3) -> dict[str,
         for m in leaves:
             kind = type(m).__name__.replace("Conv2D", "Conv2d").replace("BatchNorm2D", "BatchNorm2d")
 
-            def pre(mod: Any, inp: Any, key: int = id(m)) -> None:
+            def pre(mod: Any, inp: Any, key: int = id(m), started: dict = started) -> None:
                 started[key] = time.perf_counter()
 
-            def post(mod: Any, inp: Any, out: Any, key: int = id(m), kind: str = kind) -> None:
+            def post(
+                mod: Any, inp: Any, out: Any, key: int = id(m), kind: str = kind,
+                per: dict = per, started: dict = started,
+            ) -> None:
                 per[kind] = per.get(kind, 0.0) + time.perf_counter() - started[key]
 
             hooks.append(m.register_forward_pre_hook(pre))
@@ -158,7 +182,9 @@ def official_kwargs(kwargs: dict) -> dict:
 
 def load_official(path: str, class_name: str, kwargs: dict) -> Any:
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    module_spec = importlib.util.spec_from_file_location(f"official_{os.path.splitext(os.path.basename(path))[0]}", path)
+    module_spec = importlib.util.spec_from_file_location(
+        f"official_{os.path.splitext(os.path.basename(path))[0]}", path
+    )
     if module_spec is None or module_spec.loader is None:
         raise SystemExit(f"--official: cannot import {path}")
     module = importlib.util.module_from_spec(module_spec)
@@ -177,13 +203,20 @@ def first(out: Any) -> Any:
     return out
 
 
-def bench_family(family: str, batches: list[int], repeat: int, official: str | None, ratios: dict[int, dict] | None,
-                 variant_name: str | None = None, with_paddle: bool | None = None) -> dict:
+def bench_family(
+    family: str,
+    batches: list[int],
+    repeat: int,
+    official: str | None,
+    ratios: dict[int, dict] | None,
+    variant_name: str | None = None,
+    with_paddle: bool | None = None,
+) -> dict:
     """``ratios`` None: no op-mix prediction, and no Paddle model unless ``with_paddle``."""
     if with_paddle is None:
         with_paddle = ratios is not None
-    from porthub.runtime import build_model, load_state, to_numpy
     from porthub.registry import get_spec
+    from porthub.runtime import build_model, load_state, to_numpy
 
     torch, paddle = frameworks()
     spec = get_spec(family)
@@ -219,7 +252,7 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
             for i in range(repeat):
                 # every other round in reverse, so that neither implementation always runs right after
                 # the other's large frees (the 512x512 segmentation logits are 1.2 GB at batch 8)
-                for name, (model, inp) in (list(runs.items()) if i % 2 == 0 else list(runs.items())[::-1]):
+                for name, (model, inp) in list(runs.items()) if i % 2 == 0 else list(runs.items())[::-1]:
                     t = time.perf_counter()
                     model(inp)
                     times[name].append(time.perf_counter() - t)
@@ -236,8 +269,12 @@ def bench_family(family: str, batches: list[int], repeat: int, official: str | N
             kernel = ratios[batch]
             predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
         result["batches"][batch] = {
-            "seconds": best, "max_abs_diff_vs_torch": diff, "op_mix_s": mix, "leaf_split": split,
-            "paddle_over_torch": best["paddle"] / best["torch"] if "paddle" in best else None, "predicted": predicted,
+            "seconds": best,
+            "max_abs_diff_vs_torch": diff,
+            "op_mix_s": mix,
+            "leaf_split": split,
+            "paddle_over_torch": best["paddle"] / best["torch"] if "paddle" in best else None,
+            "predicted": predicted,
             "torch_over_official": best["torch"] / best["official"] if "official" in best else None,
             "load": load_average(),
         }
@@ -256,9 +293,12 @@ def run_env(runs: list[tuple[str, str | None]], batches: list[int], repeat: int)
         for variant, per_batch in got["results"].items():
             for batch, sec in per_batch.items():
                 ref = base["results"][variant][batch]
-                print(f"    {variant:<22} b{batch}: torch {sec['torch'] * 1e3:8.1f} ms ({sec['torch'] / ref['torch']:4.2f}x default)"
-                      f"  paddle {sec['paddle'] * 1e3:8.1f} ms ({sec['paddle'] / ref['paddle']:4.2f}x default)"
-                      f"  Paddle/PyTorch {sec['paddle'] / sec['torch']:4.2f}x")
+                print(
+                    f"    {variant:<22} b{batch}: torch {sec['torch'] * 1e3:8.1f} ms "
+                    f"({sec['torch'] / ref['torch']:4.2f}x default)"
+                    f"  paddle {sec['paddle'] * 1e3:8.1f} ms ({sec['paddle'] / ref['paddle']:4.2f}x default)"
+                    f"  Paddle/PyTorch {sec['paddle'] / sec['torch']:4.2f}x"
+                )
     return 0
 
 
@@ -268,12 +308,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", nargs="*", default=list(FAMILIES))
     ap.add_argument("--variant", nargs="*", default=[], help="these variants instead of each family's smallest")
-    ap.add_argument("--no-paddle", action="store_true", help="PyTorch and official only, no Paddle or op-mix prediction")
+    ap.add_argument(
+        "--no-paddle", action="store_true", help="PyTorch and official only, no Paddle or op-mix prediction"
+    )
     ap.add_argument("--batch", nargs="*", type=int, default=[1, 8])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--official", action="append", default=[], metavar="FAMILY=FILE")
     ap.add_argument("--json", help="also write the figures here")
-    ap.add_argument("--env", action="store_true", help="whole-model times under each thread, math-library and allocator setting")
+    ap.add_argument(
+        "--env", action="store_true", help="whole-model times under each thread, math-library and allocator setting"
+    )
     ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if any("=" not in item for item in args.official):
@@ -292,12 +336,17 @@ def main() -> int:
         return run_env(runs, args.batch, args.repeat)
     if args.raw:
         frameworks()
-        raw = {res["variant"]: {str(b): r["seconds"] for b, r in res["batches"].items()}
-               for res in (bench_family(f, args.batch, args.repeat, None, None, v, with_paddle=True) for f, v in runs)}
+        raw = {
+            res["variant"]: {str(b): r["seconds"] for b, r in res["batches"].items()}
+            for res in (bench_family(f, args.batch, args.repeat, None, None, v, with_paddle=True) for f, v in runs)
+        }
         print(json.dumps({"threads": threads_info(), "results": raw}))
         return 0
     frameworks()
-    print(f"inference, CPU, float32, eval; fastest of {args.repeat} alternating calls; {threads_info()}; machine: {machine()}")
+    print(
+        f"inference, CPU, float32, eval; fastest of {args.repeat} alternating calls; {threads_info()}; "
+        f"machine: {machine()}"
+    )
     ratios: dict[int, dict] | None = None
     if not args.no_paddle:
         ratios = {}
@@ -313,17 +362,24 @@ def main() -> int:
         results[res["variant"]] = res
         for batch, r in res["batches"].items():
             s = r["seconds"]
-            line = f"  {res['variant']:<22} {res['size'][0]}x{res['size'][1]} b{batch}: torch {s['torch'] * 1e3:7.1f} ms"
+            line = (
+                f"  {res['variant']:<22} {res['size'][0]}x{res['size'][1]} b{batch}: torch {s['torch'] * 1e3:7.1f} ms"
+            )
             good = True
             if r["predicted"] is not None:
                 good = r["paddle_over_torch"] <= r["predicted"] * NOISE
-                line += (f", paddle {s['paddle'] * 1e3:7.1f} ms; Paddle/PyTorch {r['paddle_over_torch']:.2f}x, predicted by op mix "
-                         f"{r['predicted']:.2f}x (target <= {r['predicted'] * NOISE:.2f}x) {'ok' if good else 'MISSED'}")
+                line += (
+                    f", paddle {s['paddle'] * 1e3:7.1f} ms; Paddle/PyTorch {r['paddle_over_torch']:.2f}x, "
+                    f"predicted by op mix "
+                    f"{r['predicted']:.2f}x (target <= {r['predicted'] * NOISE:.2f}x) {'ok' if good else 'MISSED'}"
+                )
             if r["torch_over_official"] is not None:
                 good_off = r["torch_over_official"] <= OFFICIAL_NOISE
                 ok &= good_off
-                line += (f"; official {s['official'] * 1e3:.1f} ms, porthub/official {r['torch_over_official']:.2f}x "
-                         f"(target <= {OFFICIAL_NOISE}) {'ok' if good_off else 'MISSED'}")
+                line += (
+                    f"; official {s['official'] * 1e3:.1f} ms, porthub/official {r['torch_over_official']:.2f}x "
+                    f"(target <= {OFFICIAL_NOISE}) {'ok' if good_off else 'MISSED'}"
+                )
             ok &= good
             mix = r["op_mix_s"]
             total = sum(mix.values())
@@ -335,13 +391,22 @@ def main() -> int:
             if split is not None:
                 ts, ps = split["torch"], split["paddle"]
                 kinds = sorted(ps["layers"], key=lambda k: -ps["layers"][k])[:4]
-                per = ", ".join(f"{k} {ps['layers'][k] * 1e3:.0f}/{ts['layers'].get(k, 0.0) * 1e3:.0f} ms" for k in kinds)
-                print(f"      Paddle/PyTorch by part (hooked forward): leaf layers {sum(ps['layers'].values()) * 1e3:.0f}/"
-                      f"{sum(ts['layers'].values()) * 1e3:.0f} ms ({per}); between layers "
-                      f"{ps['between'] * 1e3:.0f}/{ts['between'] * 1e3:.0f} ms")
+                per = ", ".join(
+                    f"{k} {ps['layers'][k] * 1e3:.0f}/{ts['layers'].get(k, 0.0) * 1e3:.0f} ms" for k in kinds
+                )
+                print(
+                    f"      Paddle/PyTorch by part (hooked forward): leaf layers "
+                    f"{sum(ps['layers'].values()) * 1e3:.0f}/"
+                    f"{sum(ts['layers'].values()) * 1e3:.0f} ms ({per}); between layers "
+                    f"{ps['between'] * 1e3:.0f}/{ts['between'] * 1e3:.0f} ms"
+                )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"machine": machine(), "threads": threads_info(), "kernel_ratios": ratios, "results": results}, fh, indent=1)
+            json.dump(
+                {"machine": machine(), "threads": threads_info(), "kernel_ratios": ratios, "results": results},
+                fh,
+                indent=1,
+            )
     return 0 if ok else 1
 
 

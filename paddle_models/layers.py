@@ -92,7 +92,8 @@ class DropPath(nn.Layer):
 
 def register_constant(module: nn.Layer, name: str, value, persistent: bool = True) -> None:
     """Register a buffer (an index table, a mask) under ``name``; persistent ones are in the state dict."""
-    module.register_buffer(name, value if isinstance(value, paddle.Tensor) or value is None else paddle.to_tensor(value), persistable=persistent)
+    tensor = value if isinstance(value, paddle.Tensor) or value is None else paddle.to_tensor(value)
+    module.register_buffer(name, tensor, persistable=persistent)
 
 
 class Mlp(nn.Layer):

@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="porthub",
-        description="Port official vision-transformer checkpoints between PyTorch and PaddlePaddle, with proof they agree.",
+        description=(
+            "Port official vision-transformer checkpoints between PyTorch and PaddlePaddle, with proof they agree."
+        ),
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,98 +47,185 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("convert", help="convert a checkpoint to PyTorch or Paddle layout")
     s.add_argument("model", help="registered model (see `porthub list`), or a family name with --config")
     s.add_argument("--to", required=True, choices=("paddle", "torch"), help="target framework")
-    s.add_argument("--src", required=True, help="checkpoint to convert (.pth, .pdparams or .safetensors, any released layout)")
-    s.add_argument("--out", help="output file, or an existing folder to write the default name into (default: "
-                   "beside --src with the format's suffix; NAME_torch.pth / NAME_paddle.pdparams when that exists)")
+    s.add_argument(
+        "--src", required=True, help="checkpoint to convert (.pth, .pdparams or .safetensors, any released layout)"
+    )
+    s.add_argument(
+        "--out",
+        help="output file, or an existing folder to write the default name into (default: "
+        "beside --src with the format's suffix; NAME_torch.pth / NAME_paddle.pdparams when that exists)",
+    )
     s.add_argument("--force", action="store_true", help="overwrite an existing output file (never --src itself)")
-    s.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"),
-                   help="cast the floating weights (default: keep the file's own, float16 and bfloat16 included)")
-    s.add_argument("--format", choices=("pdparams", "safetensors", "pth"), help="output format (default: pdparams for paddle, pth for torch)")
+    s.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16", "float64"),
+        help="cast the floating weights (default: keep the file's own, float16 and bfloat16 included)",
+    )
+    s.add_argument(
+        "--format",
+        choices=("pdparams", "safetensors", "pth"),
+        help="output format (default: pdparams for paddle, pth for torch)",
+    )
     s.add_argument("--config", help="a reference case JSON, or any JSON with 'constructor' and 'kwargs'")
-    s.add_argument("--layout", help="write this layout of the family (e.g. paddleseg, paddleclas); default: the "
-                   "official release / Paddle's (see `porthub info MODEL`)")
-    s.add_argument("--from-layout", dest="source_layout",
-                   help="read --src as exactly this layout instead of detecting it")
-    s.add_argument("--from", dest="source_framework", choices=("torch", "paddle"),
-                   help="which framework's layout --src holds, when its format does not say (safetensors without metadata)")
-    s.add_argument("--allow-missing", action="append", default=[], metavar="KEY_REGEX",
-                   help="let keys matching this regex be absent from --src (repeatable)")
+    s.add_argument(
+        "--layout",
+        help="write this layout of the family (e.g. paddleseg, paddleclas); default: the "
+        "official release / Paddle's (see `porthub info MODEL`)",
+    )
+    s.add_argument(
+        "--from-layout", dest="source_layout", help="read --src as exactly this layout instead of detecting it"
+    )
+    s.add_argument(
+        "--from",
+        dest="source_framework",
+        choices=("torch", "paddle"),
+        help="which framework's layout --src holds, when its format does not say (safetensors without metadata)",
+    )
+    s.add_argument(
+        "--allow-missing",
+        action="append",
+        default=[],
+        metavar="KEY_REGEX",
+        help="let keys matching this regex be absent from --src (repeatable)",
+    )
     s.add_argument("--json", action="store_true", help="print a JSON summary")
 
     s = sub.add_parser("verify", help="check that porthub's models match the official outputs, and each other")
     s.add_argument("model", nargs="?", help="registered model: compare PyTorch and Paddle at full size")
     s.add_argument("--reference", help="an official reference case JSON")
-    s.add_argument("--weights", "--checkpoint", dest="weights", action="append", metavar="FILE",
-                   help="weights to compare on, either framework's file in any layout (default: the case's own "
-                   "with --reference, seeded random weights with MODEL); --checkpoint is the same option")
-    s.add_argument("--input", metavar="IMAGE_OR_NPY",
-                   help="with MODEL: a photo (preprocessed as the family evaluates) or a .npy array [N,3,H,W] (default: seeded noise)")
-    s.add_argument("--report", metavar="DIR", help="with MODEL: write a per-layer JSON, Markdown and PNG report (both dtypes) into DIR")
-    s.add_argument("--topk", type=int, default=0, metavar="K", help="with MODEL: print both frameworks' top K classes side by side")
+    s.add_argument(
+        "--weights",
+        "--checkpoint",
+        dest="weights",
+        action="append",
+        metavar="FILE",
+        help="weights to compare on, either framework's file in any layout (default: the case's own "
+        "with --reference, seeded random weights with MODEL); --checkpoint is the same option",
+    )
+    s.add_argument(
+        "--input",
+        metavar="IMAGE_OR_NPY",
+        help=(
+            "with MODEL: a photo (preprocessed as the family evaluates) or a .npy array [N,3,H,W] "
+            "(default: seeded noise)"
+        ),
+    )
+    s.add_argument(
+        "--report",
+        metavar="DIR",
+        help="with MODEL: write a per-layer JSON, Markdown and PNG report (both dtypes) into DIR",
+    )
+    s.add_argument(
+        "--topk", type=int, default=0, metavar="K", help="with MODEL: print both frameworks' top K classes side by side"
+    )
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     s.add_argument("--no-features", action="store_true", help="compare only the final output")
-    s.add_argument("--backward", action="store_true",
-                   help="with MODEL: also back-propagate a seeded loss in train mode (dropout and drop path off) in "
-                   "both frameworks and compare every parameter's gradient")
+    s.add_argument(
+        "--backward",
+        action="store_true",
+        help="with MODEL: also back-propagate a seeded loss in train mode (dropout and drop path off) in "
+        "both frameworks and compare every parameter's gradient",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("push", help="convert a checkpoint, verify it, and publish a hub repository (local hub by default)")
+    s = sub.add_parser(
+        "push", help="convert a checkpoint, verify it, and publish a hub repository (local hub by default)"
+    )
     s.add_argument("model", help="registered model (see `porthub list`)")
-    s.add_argument("--weights", required=True, help="the checkpoint to publish (official release, or either framework's file)")
+    s.add_argument(
+        "--weights", required=True, help="the checkpoint to publish (official release, or either framework's file)"
+    )
     s.add_argument("--repo-id", help="ORG/NAME of the repository (default: porthub/MODEL)")
-    s.add_argument("--hub", metavar="DEST", help="local (default: PORTHUB_HOME), a folder, hf (HF_ENDPOINT), "
-                   "a Hub URL, or aistudio (AI Studio: AISTUDIO_ACCESS_TOKEN, repository id <your AI Studio namespace>/NAME)")
+    s.add_argument(
+        "--hub",
+        metavar="DEST",
+        help="local (default: PORTHUB_HOME), a folder, hf (HF_ENDPOINT), "
+        "a Hub URL, or aistudio (AI Studio: AISTUDIO_ACCESS_TOKEN, repository id <your AI Studio namespace>/NAME)",
+    )
     s.add_argument("--revision", help="branch to publish to (default: main)")
     s.add_argument("--private", action="store_true", help="create the Hub repository private")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("download", help="fetch a model's published weights (local hub, then the Hugging Face Hub), sha256-checked")
+    s = sub.add_parser(
+        "download", help="fetch a model's published weights (local hub, then the Hugging Face Hub), sha256-checked"
+    )
     s.add_argument("model", help="registered model, ORG/NAME repository id, or a repository folder")
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both", help="whose weights to fetch")
     s.add_argument("--repo-id", help="ORG/NAME to fetch MODEL from (default: porthub/MODEL)")
     s.add_argument("--revision", help="branch, tag or commit to pin")
-    s.add_argument("--hub", metavar="URL", help="Hub endpoint (default: HF_ENDPOINT; the local hub is asked first), "
-                   "or aistudio to fetch from AI Studio (Paddle weights, for either framework)")
+    s.add_argument(
+        "--hub",
+        metavar="URL",
+        help="Hub endpoint (default: HF_ENDPOINT; the local hub is asked first), "
+        "or aistudio to fetch from AI Studio (Paddle weights, for either framework)",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("fetch", help="get a model's official checkpoint; convert, verify, install it as porthub/MODEL")
     s.add_argument("model", help="registered model (see `porthub list`)")
-    s.add_argument("--source", action="append", choices=("local", "url", "gdrive", "hf", "baidu"),
-                   help="only look here (repeatable; default: PORTHUB_SOURCES folders and the cache, then every "
-                   "catalogued location in order)")
+    s.add_argument(
+        "--source",
+        action="append",
+        choices=("local", "url", "gdrive", "hf", "baidu"),
+        help="only look here (repeatable; default: PORTHUB_SOURCES folders and the cache, then every "
+        "catalogued location in order)",
+    )
     s.add_argument("--force", action="store_true", help="download again and rebuild the repository even if it exists")
-    s.add_argument("--hub", metavar="DEST",
-                   help="where to install: local (default: PORTHUB_HOME), a folder, hf or a Hub URL")
-    s.add_argument("--dtype", action="append", choices=("float32", "float64"),
-                   help="verify in this dtype (repeatable; default both)")
+    s.add_argument(
+        "--hub", metavar="DEST", help="where to install: local (default: PORTHUB_HOME), a folder, hf or a Hub URL"
+    )
+    s.add_argument(
+        "--dtype",
+        action="append",
+        choices=("float32", "float64"),
+        help="verify in this dtype (repeatable; default both)",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("evaluate", help="measure top-1/top-5 (or mIoU) on a validation folder, in either "
-                       "framework or both")
+    s = sub.add_parser(
+        "evaluate", help="measure top-1/top-5 (or mIoU) on a validation folder, in either framework or both"
+    )
     s.add_argument("model", help="registered model (see `porthub list`)")
-    s.add_argument("--data", required=True, metavar="DIR", help="one sub-folder per class (WordNet ids: ImageNet-1k "
-                   "indices), a flat folder with val.txt/labels.txt ('FILENAME LABEL'), or for segmentation models "
-                   "images/ + annotations/ (ADE20K layout)")
+    s.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="one sub-folder per class (WordNet ids: ImageNet-1k "
+        "indices), a flat folder with val.txt/labels.txt ('FILENAME LABEL'), or for segmentation models "
+        "images/ + annotations/ (ADE20K layout)",
+    )
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
-    s.add_argument("--weights", metavar="FILE", help="checkpoint in any layout porthub reads (default: the published "
-                   "weights, from the hubs then the official source)")
+    s.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="checkpoint in any layout porthub reads (default: the published "
+        "weights, from the hubs then the official source)",
+    )
     s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
     s.add_argument("--batch-size", type=int, default=32, metavar="B")
     s.add_argument("--workers", type=int, metavar="W", help="decoding threads (default: up to 8, the cores)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("publish-zoo", help="(maintainers) fetch, convert, verify and publish every available "
-                       "official file")
-    s.add_argument("--hub", required=True, metavar="DEST",
-                   help="local (PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL")
-    s.add_argument("--sources", metavar="DIR", action="append",
-                   help="a folder of official files under their official names (repeatable; before PORTHUB_SOURCES)")
+    s = sub.add_parser(
+        "publish-zoo", help="(maintainers) fetch, convert, verify and publish every available official file"
+    )
+    s.add_argument(
+        "--hub", required=True, metavar="DEST", help="local (PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL"
+    )
+    s.add_argument(
+        "--sources",
+        metavar="DIR",
+        action="append",
+        help="a folder of official files under their official names (repeatable; before PORTHUB_SOURCES)",
+    )
     s.add_argument("--data", metavar="DIR", help="also evaluate each published model on this validation folder")
-    s.add_argument("--only", metavar="PATTERN", action="append",
-                   help="only variants matching this shell pattern (repeatable)")
-    s.add_argument("--dtype", action="append", choices=("float32", "float64"),
-                   help="verify in this dtype (default both)")
+    s.add_argument(
+        "--only", metavar="PATTERN", action="append", help="only variants matching this shell pattern (repeatable)"
+    )
+    s.add_argument(
+        "--dtype", action="append", choices=("float32", "float64"), help="verify in this dtype (default both)"
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
@@ -165,9 +254,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     spec, v = resolve(args.model)
     info = {
-        "name": v.name, "aliases": list(v.aliases), "family": spec.family, "class": v.class_name,
-        "kwargs": dict(v.kwargs), "release_layout": v.release_layout, "input_size": list(v.input_size),
-        "num_classes": v.num_classes, "task": v.task, "meta": dict(v.meta),
+        "name": v.name,
+        "aliases": list(v.aliases),
+        "family": spec.family,
+        "class": v.class_name,
+        "kwargs": dict(v.kwargs),
+        "release_layout": v.release_layout,
+        "input_size": list(v.input_size),
+        "num_classes": v.num_classes,
+        "task": v.task,
+        "meta": dict(v.meta),
         "layouts": {layout.name: f"{layout.framework}: {layout.description}" for layout in spec.layouts},
         "data_config": data_config(v.name),
     }
@@ -175,15 +271,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1, default=str))
         return 0
     pre = info["data_config"]
-    crop = (f"short side to {round(max(pre['input_size'][1:]) / pre['crop_pct'])}, centre crop" if pre["crop_mode"] == "center"
-            else "whole image resized to")
+    crop = (
+        f"short side to {round(max(pre['input_size'][1:]) / pre['crop_pct'])}, centre crop"
+        if pre["crop_mode"] == "center"
+        else "whole image resized to"
+    )
     lines = [
         f"{v.name}: {spec.title} ({spec.family}), {v.task}, {v.num_classes} classes, class {v.class_name}",
         f"  aliases:        {', '.join(v.aliases) or '-'}",
         f"  input:          {'x'.join(map(str, pre['input_size']))} (C x H x W)",
         f"  preprocessing:  {crop} {pre['input_size'][1]}x{pre['input_size'][2]} (crop_pct {pre['crop_pct']:.4g}), "
         f"{pre['interpolation']} interpolation",
-        f"  normalise:      mean {', '.join(f'{m:.4g}' for m in pre['mean'])}; std {', '.join(f'{x:.4g}' for x in pre['std'])}",
+        f"  normalise:      mean {', '.join(f'{m:.4g}' for m in pre['mean'])}; "
+        f"std {', '.join(f'{x:.4g}' for x in pre['std'])}",
         f"  release layout: {v.release_layout}",
         "  layouts:",
         *(f"    {name:<16} {text}" for name, text in info["layouts"].items()),
@@ -199,28 +299,47 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     target = resolve_target(args.model, args.config)
     try:
-        result = convert_file(target, args.src, args.to, args.out, args.format, args.layout, args.source_layout,
-                              args.allow_missing, args.source_framework, force=args.force, dtype=args.dtype)
+        result = convert_file(
+            target,
+            args.src,
+            args.to,
+            args.out,
+            args.format,
+            args.layout,
+            args.source_layout,
+            args.allow_missing,
+            args.source_framework,
+            force=args.force,
+            dtype=args.dtype,
+        )
     except OutputExistsError as exc:
         path = getattr(exc, "path", None)
         if path is None:
             raise
         if getattr(exc, "is_source", False):
             raise OutputExistsError(
-                f"--out {path} is --src; porthub never writes over its source: pass another --out") from None
+                f"--out {path} is --src; porthub never writes over its source: pass another --out"
+            ) from None
         raise OutputExistsError(
-            f"{path} exists; nothing was written: pass another --out, or --force to overwrite it") from None
+            f"{path} exists; nothing was written: pass another --out, or --force to overwrite it"
+        ) from None
     except KeyMismatchError as exc:
         if "allow the keys you mean to leave out" not in str(exc):
             raise
-        raise KeyMismatchError(str(exc).replace("allow the keys you mean to leave out as missing",
-                                                "--allow-missing KEY_REGEX for keys you mean to leave out")) from None
+        raise KeyMismatchError(
+            str(exc).replace(
+                "allow the keys you mean to leave out as missing",
+                "--allow-missing KEY_REGEX for keys you mean to leave out",
+            )
+        ) from None
     if args.json:
         print(json.dumps(result))
     else:
         dtypes = "/".join(result["dtypes"]) or "no float"
-        print(f"wrote {result['out']}: {result['tensors']} tensors ({dtypes}), read as {result['read']}, "
-              f"written as {result['to_layout']}")
+        print(
+            f"wrote {result['out']}: {result['tensors']} tensors ({dtypes}), read as {result['read']}, "
+            f"written as {result['to_layout']}"
+        )
         for note in result["notes"]:
             print("note: " + re.sub(r"needs layout '([\w-]+)'", r"needs --layout \1", note))
     return 0
@@ -263,12 +382,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if args.topk and variant.task != "classification":
             raise InputError(f"--topk lists classes of a classifier; {variant.name} is a {variant.task} model")
         if args.framework != "both":
-            raise InputError(f"verify {variant.name} compares Paddle with PyTorch on the same weights, so it runs both "
-                             "frameworks; --framework torch/paddle goes with --reference")
+            raise InputError(
+                f"verify {variant.name} compares Paddle with PyTorch on the same weights, so it runs both "
+                "frameworks; --framework torch/paddle goes with --reference"
+            )
         if args.no_features and args.report:
             raise InputError("--report is the per-layer comparison; it cannot go with --no-features")
-        report = verify_pair(args.model, args.dtype, weights, image=args.input, report_dir=args.report, topk=args.topk,
-                             **({"features": False} if args.no_features else {}))
+        report = verify_pair(
+            args.model,
+            args.dtype,
+            weights,
+            image=args.input,
+            report_dir=args.report,
+            topk=args.topk,
+            **({"features": False} if args.no_features else {}),
+        )
         if args.backward:
             from .gradients import verify_gradients
 
@@ -285,7 +413,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print("weights: seeded random (no --weights given): the outputs and top classes are an untrained model's")
         for r in report["results"]:
             mark = "ok  " if r["ok"] else "FAIL"
-            print(f"{mark} {r['framework']:<7} {r['output']:<28} max|diff| {r['max_abs_diff']:.3e}  (limit {r['tolerance']:.1e}, {r['dtype']})")
+            print(
+                f"{mark} {r['framework']:<7} {r['output']:<28} max|diff| {r['max_abs_diff']:.3e}  "
+                f"(limit {r['tolerance']:.1e}, {r['dtype']})"
+            )
         for line in report.get("notes", []):
             print(line)
         print("all within tolerance" if report["ok"] else "SOME COMPARISONS FAILED")
@@ -321,45 +452,82 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     try:
-        result = install_details(args.model, hub=args.hub, source=args.source, force=args.force,
-                                 progress=not args.json, dtypes=tuple(args.dtype or ("float32", "float64")), say=say)
+        result = install_details(
+            args.model,
+            hub=args.hub,
+            source=args.source,
+            force=args.force,
+            progress=not args.json,
+            dtypes=tuple(args.dtype or ("float32", "float64")),
+            say=say,
+        )
     except SourceUnavailableError as exc:
         raise SourceUnavailableError(f"{exc} Then run `porthub fetch {args.model}` again.") from None
     fetched = result.pop("source")
-    summary = {**result, "source": {"path": fetched.path, "sha256": fetched.sha256, "pinned": fetched.pinned,
-                                    "from": fetched.source, "provenance": fetched.provenance}}
+    summary = {
+        **result,
+        "source": {
+            "path": fetched.path,
+            "sha256": fetched.sha256,
+            "pinned": fetched.pinned,
+            "from": fetched.source,
+            "provenance": fetched.provenance,
+        },
+    }
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
-    pin = ("sha256 matches the catalogue" if fetched.pinned else
-           "unpinned: the authors publish no sha256; this file's is recorded")
+    pin = (
+        "sha256 matches the catalogue"
+        if fetched.pinned
+        else "unpinned: the authors publish no sha256; this file's is recorded"
+    )
     print(f"source {fetched.path} from {fetched.source}: sha256 {fetched.sha256} ({pin})")
     if result.get("skipped"):
         print(f"{result['repo_id']} is already installed from this file: {result['path']} (--force rebuilds it)")
         return 0
     for r in result.get("equivalence", []):
-        print(f"ok   {r['framework']:<7} {r['file']:<26} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} "
-              f"(limit {r['tolerance']:.1e})")
+        print(
+            f"ok   {r['framework']:<7} {r['file']:<26} {r['dtype']} max|diff| {r['max_abs_diff']:.3e} "
+            f"(limit {r['tolerance']:.1e})"
+        )
     where = result.get("path") or result.get("url")
     print(f"installed {result['repo_id']} ({fetched.provenance.get('kind')}): {where}")
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "info": _cmd_info, "convert": _cmd_convert, "verify": _cmd_verify, "manifests": _cmd_manifests,
-             "push": _cmd_push, "download": _cmd_download}
+_COMMANDS = {
+    "list": _cmd_list,
+    "info": _cmd_info,
+    "convert": _cmd_convert,
+    "verify": _cmd_verify,
+    "manifests": _cmd_manifests,
+    "push": _cmd_push,
+    "download": _cmd_download,
+}
 _COMMANDS["fetch"] = _cmd_fetch
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    result = evaluate(args.model, args.data, args.framework, args.weights, args.limit, args.batch_size, args.workers,
-                      progress=None if not args.json else False)
+    result = evaluate(
+        args.model,
+        args.data,
+        args.framework,
+        args.weights,
+        args.limit,
+        args.batch_size,
+        args.workers,
+        progress=None if not args.json else False,
+    )
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['model']} on {args.data}: {result['samples']} images ({result['layout']}), "
-          f"weights {result['weights']}")
+    print(
+        f"{result['model']} on {args.data}: {result['samples']} images ({result['layout']}), "
+        f"weights {result['weights']}"
+    )
     for fw, r in result["frameworks"].items():
         speed = f"  ({r['images_per_s']:.1f} images/s)" if r.get("images_per_s") else ""
         if "top1" in r:
@@ -379,8 +547,9 @@ def _cmd_publish_zoo(args: argparse.Namespace) -> int:
     from .zoo import publish_zoo
 
     say = (lambda _msg: None) if args.json else (lambda msg: print(f"porthub: {msg}", file=sys.stderr, flush=True))
-    report = publish_zoo(args.hub, args.sources, args.data, args.only, tuple(args.dtype or ("float32", "float64")),
-                         say=say)
+    report = publish_zoo(
+        args.hub, args.sources, args.data, args.only, tuple(args.dtype or ("float32", "float64")), say=say
+    )
     if args.json:
         print(json.dumps(report.as_dict()))
     else:

@@ -39,8 +39,11 @@ def describe(rule: InputRule) -> str:
     if tuple(rule.min_size) != (1, 1):
         parts.append(f"of at least {_pair(rule.min_size)}")
     if tuple(rule.multiple_of) != (1, 1):
-        parts.append(f"whose height and width are multiples of {rule.multiple_of[0]} and {rule.multiple_of[1]}"
-                     if rule.multiple_of[0] != rule.multiple_of[1] else f"whose sides are multiples of {rule.multiple_of[0]}")
+        parts.append(
+            f"whose height and width are multiples of {rule.multiple_of[0]} and {rule.multiple_of[1]}"
+            if rule.multiple_of[0] != rule.multiple_of[1]
+            else f"whose sides are multiples of {rule.multiple_of[0]}"
+        )
     return " ".join([f"{rule.channels}-channel inputs", *parts])
 
 
@@ -58,30 +61,40 @@ def check_input(rule: InputRule, shape: Sequence[int], model_name: str, dtype: A
         hint = "add the batch axis (x[None])" if len(shape) == 3 else "pass one batch of images"
         raise InputError(f"{model_name} takes a 4-D batch [N, {rule.channels}, H, W]; got shape {list(shape)}: {hint}")
     if dtype is not None and _dtype_name(dtype) not in FLOAT_DTYPES:
-        raise InputError(f"{model_name} takes floating-point input; got {_dtype_name(dtype)} of shape {list(shape)}: "
-                         "convert it (and scale pixels as the family's preprocessing does) first")
+        raise InputError(
+            f"{model_name} takes floating-point input; got {_dtype_name(dtype)} of shape {list(shape)}: "
+            "convert it (and scale pixels as the family's preprocessing does) first"
+        )
     _, channels, height, width = shape
     got = f"got {channels}x{height}x{width}"
     if channels != rule.channels:
-        raise InputError(f"{model_name} takes {rule.channels}-channel input (its stem convolution has {rule.channels} "
-                         f"input channels); {got}: convert the images to {rule.channels} channels")
+        raise InputError(
+            f"{model_name} takes {rule.channels}-channel input (its stem convolution has {rule.channels} "
+            f"input channels); {got}: convert the images to {rule.channels} channels"
+        )
     min_h, min_w = rule.min_size
     mult_h, mult_w = rule.multiple_of
     if rule.fixed_size is not None:
         if (height, width) != tuple(rule.fixed_size):
-            raise InputError(f"{model_name} takes {_pair(rule.fixed_size)} inputs{why}; {got}: resize or crop to "
-                             f"{_pair(rule.fixed_size)}")
+            raise InputError(
+                f"{model_name} takes {_pair(rule.fixed_size)} inputs{why}; {got}: resize or crop to "
+                f"{_pair(rule.fixed_size)}"
+            )
         if height < min_h or width < min_w or height % mult_h or width % mult_w:
             # the model cannot run the one size it was built for: only rebuilding helps
-            raise InputError(f"{model_name} was built for {_pair(rule.fixed_size)} inputs, which its stages cannot run "
-                             f"(sides must be at least {_pair(rule.min_size)} and multiples of {mult_h} and {mult_w}){why}; "
-                             f"{got}: rebuild it with an img_size that fits")
+            raise InputError(
+                f"{model_name} was built for {_pair(rule.fixed_size)} inputs, which its stages cannot run "
+                f"(sides must be at least {_pair(rule.min_size)} and multiples of {mult_h} and {mult_w}){why}; "
+                f"{got}: rebuild it with an img_size that fits"
+            )
         return
     if height < min_h or width < min_w:
         raise InputError(f"{model_name} takes {describe(rule)}{why}; {got}: resize to at least {_pair(rule.min_size)}")
     if height % mult_h or width % mult_w:
         up = (-(-height // mult_h) * mult_h, -(-width // mult_w) * mult_w)
-        raise InputError(f"{model_name} takes {describe(rule)}{why}; {got}: resize or pad to a multiple (e.g. {_pair(up)})")
+        raise InputError(
+            f"{model_name} takes {describe(rule)}{why}; {got}: resize or pad to a multiple (e.g. {_pair(up)})"
+        )
 
 
 def smallest_side(accepts: Callable[[int], bool], limit: int = 1 << 14) -> int:
@@ -109,8 +122,10 @@ class InputCheck:
         x = args[0]
         shape = getattr(x, "shape", None)
         if shape is None:
-            raise InputError(f"{self.model_name} takes a tensor [N, {self.rule.channels}, H, W]; got {type(x).__name__}: "
-                             "convert it with torch.from_numpy / paddle.to_tensor")
+            raise InputError(
+                f"{self.model_name} takes a tensor [N, {self.rule.channels}, H, W]; got {type(x).__name__}: "
+                "convert it with torch.from_numpy / paddle.to_tensor"
+            )
         tracer_warning = _tracer_warning()
         if tracer_warning is None:
             check_input(self.rule, tuple(shape), self.model_name, getattr(x, "dtype", None))
@@ -130,7 +145,8 @@ class InputCheck:
         # so and what works instead. An AttributeError, so hasattr(hook, "__name__") stays False.
         raise NotScriptableError(
             f"{self.model_name} cannot be compiled with torch.jit.script (porthub's models use Python features "
-            "TorchScript lacks); use torch.jit.trace(model, example_input) or torch.compile(model)")
+            "TorchScript lacks); use torch.jit.trace(model, example_input) or torch.compile(model)"
+        )
 
 
 def _tracer_warning() -> Any:

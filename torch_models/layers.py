@@ -68,7 +68,8 @@ class DropPath(nn.Module):
 
 def register_constant(module: nn.Module, name: str, value, persistent: bool = True) -> None:
     """Register a buffer (an index table, a mask) under ``name``; persistent ones are in the state dict."""
-    module.register_buffer(name, value if isinstance(value, torch.Tensor) or value is None else torch.as_tensor(value), persistent=persistent)
+    tensor = value if isinstance(value, torch.Tensor) or value is None else torch.as_tensor(value)
+    module.register_buffer(name, tensor, persistent=persistent)
 
 
 class Mlp(nn.Module):
