@@ -11,11 +11,11 @@ Numpy only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["Comparison", "limit", "max_abs_diff", "flatten_outputs", "compare_outputs", "compare_arrays"]
+__all__ = ["Comparison", "limit", "max_abs_diff", "flatten_outputs", "compare_outputs", "compare_arrays", "map_nested"]
 
 
 @dataclass
@@ -38,6 +38,17 @@ def limit(tol: float, ref: Any) -> float:
     arr = np.asarray(ref)
     top = float(np.abs(arr).max()) if arr.size and arr.dtype.kind in "fciu" else 0.0
     return float(tol) * max(1.0, top)
+
+
+def map_nested(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to every leaf of nested tuples, lists and dicts, keeping their structure."""
+    if isinstance(value, tuple):
+        return tuple(map_nested(v, fn) for v in value)
+    if isinstance(value, list):
+        return [map_nested(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: map_nested(v, fn) for k, v in value.items()}
+    return fn(value)
 
 
 def max_abs_diff(a: Any, b: Any) -> float:

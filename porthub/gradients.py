@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .compare import limit, max_abs_diff
 from .engine import to_canonical
 from .errors import PorthubError
 from .runtime import (
@@ -363,20 +364,6 @@ class GradientReport:
         return text
 
 
-def _limit(tol: float, ref: np.ndarray) -> float:
-    return tol * max(1.0, float(np.abs(ref).max()) if ref.size else 0.0)
-
-
-def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
-    diff = np.abs(a - b)
-    return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max())
-
-
 def compare_gradients(
     spec: FamilySpec,
     ref: ModelRef,
@@ -410,9 +397,9 @@ def compare_gradients(
     comparisons = [
         GradientComparison(
             key,
-            _max_abs_diff(p_grads[key], grad),
-            _limit(tol, grad),
-            *((_max_abs_diff(grad, exact[key]), _max_abs_diff(p_grads[key], exact[key])) if key in exact else ()),
+            max_abs_diff(p_grads[key], grad),
+            limit(tol, grad),
+            *((max_abs_diff(grad, exact[key]), max_abs_diff(p_grads[key], exact[key])) if key in exact else ()),
         )
         for key, grad in t_grads.items()
         if key in p_grads
@@ -630,5 +617,5 @@ def localise_gradients(
     for call in reversed(list(grads[TORCH])):
         if call in grads[PADDLE]:
             ref_grad = grads[TORCH][call]
-            out.append(GradientComparison(call, _max_abs_diff(grads[PADDLE][call], ref_grad), _limit(tol, ref_grad)))
+            out.append(GradientComparison(call, max_abs_diff(grads[PADDLE][call], ref_grad), limit(tol, ref_grad)))
     return out

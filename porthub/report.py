@@ -245,16 +245,6 @@ def _leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _map(value: Any, fn: Callable[[Any], Any]) -> Any:
-    if isinstance(value, tuple):
-        return tuple(_map(v, fn) for v in value)
-    if isinstance(value, list):
-        return [_map(v, fn) for v in value]
-    if isinstance(value, dict):
-        return {k: _map(v, fn) for k, v in value.items()}
-    return fn(value)
-
-
 def _first_shape(value: Any) -> list[int]:
     for leaf in _leaves(value):
         if isinstance(leaf, np.ndarray):

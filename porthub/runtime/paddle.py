@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..compare import map_nested
 from ..errors import FrameworkMissingError, KeyMismatchError
 
 __all__ = [
@@ -154,16 +155,6 @@ def add_output_hook(module: Any, hook: Any) -> Any:
     return module.register_forward_post_hook(hook)
 
 
-def _map(value: Any, fn: Callable[[Any], Any]) -> Any:
-    if isinstance(value, tuple):
-        return tuple(_map(v, fn) for v in value)
-    if isinstance(value, list):
-        return [_map(v, fn) for v in value]
-    if isinstance(value, dict):
-        return {k: _map(v, fn) for k, v in value.items()}
-    return fn(value)
-
-
 def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable) -> tuple[Any, float]:
     """Run ``model`` with a hook on every layer call: ``pre(path, type_name, inputs)`` may return numpy
     (args, kwargs) that replace the call's inputs (``inputs()`` gives the call's own as numpy);
@@ -172,10 +163,10 @@ def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable
     paddle = import_paddle()
 
     def tensors(value: Any) -> Any:
-        return _map(value, lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
+        return map_nested(value, lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
 
     def arrays(value: Any) -> Any:
-        return _map(value, lambda v: v.numpy() if isinstance(v, paddle.Tensor) else v)
+        return map_nested(value, lambda v: v.numpy() if isinstance(v, paddle.Tensor) else v)
 
     def on_pre(path: str, layer: Any, args: Any, kwargs: Any) -> Any:
         new = pre(path, type(layer).__name__, lambda: (arrays(args), arrays(kwargs)))

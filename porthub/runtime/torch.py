@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..compare import map_nested
 from ..errors import FrameworkMissingError
 
 __all__ = [
@@ -81,16 +82,6 @@ def add_output_hook(module: Any, hook: Any) -> Any:
     return module.register_forward_hook(hook)
 
 
-def _map(value: Any, fn: Callable[[Any], Any]) -> Any:
-    if isinstance(value, tuple):
-        return tuple(_map(v, fn) for v in value)
-    if isinstance(value, list):
-        return [_map(v, fn) for v in value]
-    if isinstance(value, dict):
-        return {k: _map(v, fn) for k, v in value.items()}
-    return fn(value)
-
-
 class _Arrays:
     """numpy copies of torch tensors, one per tensor object and version, so that a tensor that is the
     output of one module and the input of the next is stored once. Entries die with their tensor, so a
@@ -111,7 +102,7 @@ class _Arrays:
         return arr
 
     def __call__(self, value: Any) -> Any:
-        return _map(value, lambda v: self._array(v) if isinstance(v, self._torch.Tensor) else v)
+        return map_nested(value, lambda v: self._array(v) if isinstance(v, self._torch.Tensor) else v)
 
 
 def run_hooked(
