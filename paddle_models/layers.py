@@ -36,16 +36,24 @@ _DENSE_LAYOUT = "FLAGS_use_stride_kernel" not in os.environ
 def dense_layout(forward):
     """Run ``forward`` with Paddle's stride kernels off (transposes and slices copied densely, as in
     Paddle 2), restoring the previous setting afterwards. The flag is process-wide: Paddle models of
-    porthub called from several threads at once share it."""
+    porthub called from several threads at once share it.
+
+    The wrapper takes ``(self, x)`` by name, like every decorated forward: ``paddle.jit.to_static``
+    reads the argument list with ``inspect.getfullargspec``, which ignores ``functools.wraps``, and
+    refuses a ``(*args, **kwargs)`` wrapper. While a static graph is traced the flag is not touched
+    (it only concerns eager kernels), and the AST translator reads the source of ``forward`` itself
+    (``inspect.getsource`` follows ``__wrapped__``)."""
     if not _DENSE_LAYOUT:
         return forward
 
     @functools.wraps(forward)
-    def wrapper(*args, **kwargs):
+    def wrapper(self, x):
+        if not paddle.in_dynamic_mode():
+            return forward(self, x)
         previous = paddle.get_flags("FLAGS_use_stride_kernel")["FLAGS_use_stride_kernel"]
         paddle.set_flags({"FLAGS_use_stride_kernel": False})
         try:
-            return forward(*args, **kwargs)
+            return forward(self, x)
         finally:
             paddle.set_flags({"FLAGS_use_stride_kernel": previous})
 

@@ -34,22 +34,22 @@ def test_the_flag_is_off_inside_and_restored_after(strides_on):
     seen = []
 
     @dense_layout
-    def forward(x):
+    def forward(self, x):
         seen.append(_flag())
         return x + 1
 
-    assert forward(1) == 2
+    assert forward(None, 1) == 2
     assert seen == [False]
     assert _flag() is True
 
 
 def test_the_flag_is_restored_when_the_forward_raises(strides_on):
     @dense_layout
-    def forward(x):
+    def forward(self, x):
         raise ValueError("bad input")
 
     with pytest.raises(ValueError, match="bad input"):
-        forward(1)
+        forward(None, 1)
     assert _flag() is True
 
 
