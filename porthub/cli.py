@@ -228,6 +228,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
+    # deployment commands live in their own front modules (one owner each); they register here
+    from . import export_cli, predict_cli
+
+    export_cli.add_parser(sub)
+    predict_cli.add_parser(sub)
+
     s = sub.add_parser("manifests", help="(maintainers) regenerate the shipped key manifests from the PyTorch models")
     s.add_argument("families", nargs="*")
     return p
@@ -559,6 +565,22 @@ def _cmd_publish_zoo(args: argparse.Namespace) -> int:
 
 _COMMANDS["evaluate"] = _cmd_evaluate
 _COMMANDS["publish-zoo"] = _cmd_publish_zoo
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export_cli import cmd_export
+
+    return cmd_export(args)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict_cli import cmd_predict
+
+    return cmd_predict(args)
+
+
+_COMMANDS["export"] = _cmd_export
+_COMMANDS["predict"] = _cmd_predict
 
 
 def main(argv: Sequence[str] | None = None) -> int:

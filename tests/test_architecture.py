@@ -72,7 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
     (
         "L5 front",
-        ("porthub", "porthub.__main__", "porthub.cli", "porthub.hub_cli"),
+        ("porthub", "porthub.__main__", "porthub.cli", "porthub.hub_cli", "porthub.export_cli", "porthub.predict_cli"),
         ("L0 pure", "L1 io", "L2 core", "L2 specs", "L3 runtime", "L4 services"),
     ),
 )
