@@ -20,6 +20,7 @@ __all__ = [
     "UnknownLayoutError",
     "OutputPathError",
     "ConfigFileError",
+    "DeviceError",
 ]
 
 
@@ -134,6 +135,11 @@ class OutputPathError(PorthubError, FileNotFoundError):
 
 class ConfigFileError(PorthubError, ValueError):
     """A JSON config or reference case that is not a JSON object."""
+
+
+class DeviceError(PorthubError, ValueError):
+    """A device name porthub does not know, or a GPU the installed framework cannot use (a CPU build, no
+    GPU visible, an index past the last GPU); the message says what to install or use."""
 
 
 class AIStudioTokenError(HubError, PermissionError):

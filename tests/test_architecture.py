@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         (
             "porthub.errors",
             "porthub.spec",
+            "porthub.devices",
             "porthub.normspec",
             "porthub.compare",
             "porthub.catalogue",

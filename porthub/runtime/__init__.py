@@ -16,8 +16,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from ..devices import HALF_DTYPES, Device, check_dtype, check_gpu_build, parse_device
 from ..engine import Manifest, canonical_keys, check_state, from_canonical
 from ..errors import (
+    DeviceError,
     FrameworkMissingError,
     KeyMismatchError,
     ModelClassError,
@@ -50,6 +52,10 @@ __all__ = [
     "parameter_names",
     "state_arrays",
     "hook_name_pattern",
+    "resolve_device",
+    "model_device",
+    "cast_model",
+    "HALF_DTYPES",
 ]
 
 _SIDES = {TORCH: _torch, PADDLE: _paddle}
@@ -66,6 +72,28 @@ def import_framework(framework: str) -> Any:
     """torch, or paddle after :func:`paddle_cpu_settings` (quietly: see :mod:`porthub.runtime.paddle`)."""
     side = _side(framework)
     return side.import_torch() if side is _torch else side.import_paddle()
+
+
+def resolve_device(device: "str | Device | None", framework: str) -> Device:
+    """``device`` parsed for ``framework`` (:func:`porthub.devices.parse_device`) and, for a GPU, checked
+    against the installed framework (a CUDA build that sees that GPU): a :class:`~porthub.errors.DeviceError`
+    says what to install, before any model is built."""
+    side = _side(framework)
+    parsed = parse_device(device, framework)
+    if parsed.is_gpu:
+        compiled, count, build = side.gpu_build()
+        check_gpu_build(parsed, compiled_with_cuda=compiled, count=count, build=build)
+    return parsed
+
+
+def model_device(model: Any, framework: str) -> Device:
+    """The device ``model``'s parameters are on."""
+    return parse_device(_side(framework).model_device(model), framework)
+
+
+def cast_model(model: Any, framework: str, dtype: str) -> Any:
+    """``model`` with its floating parameters and buffers in ``dtype`` (in place; returned)."""
+    return _side(framework).cast(model, dtype)
 
 
 def available_framework() -> str:
@@ -106,8 +134,10 @@ def build_model(
     dtype: str = "float32",
     name: str | None = None,
     check_input: bool = True,
+    device: "str | Device | None" = None,
 ) -> Any:
-    """The model in eval mode, its floating tensors in ``dtype``.
+    """The model in eval mode, its floating tensors in ``dtype``, on ``device`` (default the CPU; see
+    :func:`resolve_device`: a GPU the installed framework cannot use is refused before the build).
 
     With ``check_input`` a forward pre-hook checks every input against the family's
     :class:`~porthub.spec.InputRule` for ``ref`` (channels, size, 4-D, floating dtype) and raises
@@ -115,8 +145,10 @@ def build_model(
     those messages (default: the registered variant ``ref`` builds, else the family and class).
     """
     side = _side(framework)
+    where = resolve_device(device, framework)
+    check_dtype(where, dtype)
     cls = model_class(spec, ref.class_name, framework)
-    model = side.build(cls, dict(ref.kwargs), dtype)
+    model = side.build(cls, dict(ref.kwargs), dtype, where.name)
     model.eval()
     if check_input:
         # after construction, so that bad constructor arguments get the model's own error
@@ -153,6 +185,9 @@ def check_finite(state: Mapping[str, np.ndarray], name: str = "model") -> None:
 def _owned(value: Any, want: str) -> np.ndarray:
     """A fresh, writable copy in the model's float dtype (file views are read-only and may be mapped)."""
     arr = np.asarray(value)
+    if want == "bfloat16":
+        # numpy has no bfloat16: the framework casts float32 into the model's bfloat16 tensors
+        return arr.astype("float32") if arr.dtype.kind == "f" else np.array(arr, copy=True)
     if arr.dtype.kind == "f" and str(arr.dtype) != want:
         return arr.astype(want)
     return np.array(arr, copy=True)
@@ -186,9 +221,15 @@ def load_state(
     side.load(model, {key: _owned(value, entries[key][1]) for key, value in converted.items()}, name)
 
 
-def from_numpy(x: np.ndarray, framework: str, dtype: str = "float32") -> Any:
-    """A framework tensor of ``x`` in ``dtype``."""
-    return _side(framework).from_numpy(np.ascontiguousarray(np.asarray(x).astype(dtype)))
+def _host(x: Any, dtype: str) -> np.ndarray:
+    """``x`` as a contiguous numpy array in ``dtype``, or in float32 for bfloat16 (the framework casts)."""
+    return np.ascontiguousarray(np.asarray(x).astype("float32" if dtype == "bfloat16" else dtype))
+
+
+def from_numpy(x: np.ndarray, framework: str, dtype: str = "float32", device: "str | Device | None" = None) -> Any:
+    """A framework tensor of ``x`` in ``dtype`` on ``device`` (default the CPU; see :func:`resolve_device`)."""
+    where = resolve_device(device, framework)
+    return _side(framework).from_numpy(_host(x, dtype), where.name, dtype)
 
 
 def seed_framework(framework: str, seed: int) -> None:
@@ -215,6 +256,10 @@ def to_numpy(value: Any) -> Any:
         return [to_numpy(v) for v in value]
     if isinstance(value, dict):
         return {k: to_numpy(v) for k, v in value.items()}
+    module = type(value).__module__.split(".", 1)[0]
+    if module in _SIDES and hasattr(value, "numpy"):
+        # the framework's own copy to the host: bfloat16 comes back as float32
+        return _SIDES[module].to_numpy(value)
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     if hasattr(value, "numpy"):
@@ -233,12 +278,22 @@ def add_output_hook(module: Any, framework: str, hook: Any) -> Any:
 
 
 def run_model(
-    model: Any, x: np.ndarray, framework: str, dtype: str = "float32", hooks: Iterable[str] = ()
+    model: Any,
+    x: np.ndarray,
+    framework: str,
+    dtype: str = "float32",
+    hooks: Iterable[str] = (),
+    device: "str | Device | None" = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Run ``model`` on ``x``; return its output and the outputs of the modules named in ``hooks``
-    (as numpy), taken with forward hooks."""
+    """Run ``model`` on ``x`` (put on the model's device and cast to ``dtype`` there); return its output
+    and the outputs of the modules named in ``hooks``, as numpy on the host (bfloat16 as float32).
+    ``device``, when given, is where the model must be: another is refused (move the model first)."""
     side = _side(framework)
     import_framework(framework)
+    if device is not None:
+        want, have = resolve_device(device, framework), model_device(model, framework)
+        if want != have:
+            raise DeviceError(f"the model is on {have.name}, not on {want.name}; build it with device={want.name!r}")
     captured: dict[str, Any] = {}
     handles = []
     modules = named_modules(model, framework)
@@ -251,7 +306,7 @@ def run_model(
 
         handles.append(add_output_hook(modules[path], framework, hook))
     try:
-        out = side.run(model, np.ascontiguousarray(x.astype(dtype)))
+        out = side.run(model, _host(x, dtype), dtype)
     finally:
         for handle in handles:
             handle.remove()

@@ -31,6 +31,10 @@ __all__ = [
     "add_output_hook",
     "run_hooked",
     "from_numpy",
+    "to_numpy",
+    "gpu_build",
+    "model_device",
+    "cast",
 ]
 
 INSTALL = "pip install 'porthub[paddle]' (CPU: pip install paddlepaddle==3.3.1)"
@@ -115,14 +119,50 @@ def import_paddle() -> Any:
         raise FrameworkMissingError(f"paddle is not installed; {INSTALL}") from exc
 
 
-def build(cls: type, kwargs: dict[str, Any], dtype: str) -> Any:
+#: dtypes Paddle's set_default_dtype refuses: the model is built in float32 and cast
+_CAST_AFTER_BUILD = ("float16", "bfloat16")
+
+
+def build(cls: type, kwargs: dict[str, Any], dtype: str, device: str = "cpu") -> Any:
+    """The model, its parameters created on ``device`` (Paddle's spelling; a GPU build would otherwise
+    put them on its default gpu:0) in ``dtype``."""
     paddle = import_paddle()
-    previous = paddle.get_default_dtype()
-    paddle.set_default_dtype(dtype)
+    previous, previous_device = paddle.get_default_dtype(), paddle.device.get_device()
+    paddle.set_default_dtype("float32" if dtype in _CAST_AFTER_BUILD else dtype)
+    paddle.device.set_device(device)
     try:
-        return cls(**kwargs)
+        model = cls(**kwargs)
     finally:
         paddle.set_default_dtype(previous)
+        paddle.device.set_device(previous_device)
+    return cast(model, dtype) if dtype in _CAST_AFTER_BUILD else model
+
+
+def gpu_build() -> tuple[bool, int, str]:
+    """(a CUDA build, the GPUs it sees, the installed build in words) for :func:`porthub.devices.check_gpu_build`."""
+    paddle = import_paddle()
+    cuda = bool(paddle.is_compiled_with_cuda())
+    build = f"paddlepaddle {paddle.__version__} ({'GPU' if cuda else 'CPU'} build)"
+    return cuda, (paddle.device.cuda.device_count() if cuda else 0), build
+
+
+def _place_name(place: Any) -> str:
+    return f"gpu:{place.gpu_device_id()}" if place.is_gpu_place() else "cpu"
+
+
+def model_device(model: Any) -> str:
+    """Where the model's first parameter (or buffer) lives, in Paddle's spelling; "cpu" when it has none."""
+    for tensor in model.parameters():
+        return _place_name(tensor.place)
+    for tensor in model.buffers():
+        return _place_name(tensor.place)
+    return "cpu"
+
+
+def cast(model: Any, dtype: str) -> Any:
+    """The model's floating parameters and buffers in ``dtype`` (in place)."""
+    model.to(dtype=dtype)
+    return model
 
 
 def state_entries(model: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -132,19 +172,42 @@ def state_entries(model: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def load(model: Any, values: dict[str, np.ndarray], name: str) -> None:
+    paddle = import_paddle()
+    own = model.state_dict()
+    # set_state_dict refuses a dtype other than the parameter's, and numpy has no bfloat16: such a
+    # value (given as float32) is cast by Paddle first
+    values = {
+        key: paddle.to_tensor(value, place=own[key].place).astype(own[key].dtype)
+        if key in own and str(own[key].dtype) == "paddle.bfloat16" else value
+        for key, value in values.items()
+    }
     missing, unexpected = model.set_state_dict(values)
     if missing or unexpected:
         raise KeyMismatchError(f"{name}: Paddle reported missing {missing[:6]} and unexpected {unexpected[:6]}")
 
 
-def from_numpy(arr: np.ndarray) -> Any:
-    return import_paddle().to_tensor(arr)
-
-
-def run(model: Any, arr: np.ndarray) -> Any:
+def from_numpy(arr: np.ndarray, device: str | None = None, dtype: str | None = None) -> Any:
+    """A tensor of ``arr`` on ``device`` (default: the CPU) in ``dtype`` (bfloat16 cast by Paddle)."""
     paddle = import_paddle()
+    tensor = paddle.to_tensor(arr, place=device or "cpu")
+    if dtype is not None and str(tensor.dtype) != f"paddle.{dtype}":
+        tensor = tensor.astype(dtype)
+    return tensor
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A host numpy copy; bfloat16 (which Paddle hands to numpy as uint16 bits) comes back as float32."""
+    if str(tensor.dtype) == "paddle.bfloat16":
+        tensor = tensor.astype("float32")
+    return tensor.numpy()
+
+
+def run(model: Any, arr: np.ndarray, dtype: str | None = None) -> Any:
+    """The model's output on ``arr``, placed on the model's device and cast to ``dtype`` there."""
+    paddle = import_paddle()
+    x = from_numpy(arr, model_device(model), dtype)
     with paddle.no_grad():
-        return model(paddle.to_tensor(arr))
+        return model(x)
 
 
 def named_modules(model: Any) -> dict[str, Any]:
@@ -161,12 +224,13 @@ def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable
     ``post(path, output)`` gets the output as numpy and may return numpy that replaces it. Returns the
     model's output as numpy and the seconds the forward took."""
     paddle = import_paddle()
+    place = model_device(model)
 
     def tensors(value: Any) -> Any:
-        return map_nested(value, lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
+        return map_nested(value, lambda v: paddle.to_tensor(v, place=place) if isinstance(v, np.ndarray) else v)
 
     def arrays(value: Any) -> Any:
-        return map_nested(value, lambda v: v.numpy() if isinstance(v, paddle.Tensor) else v)
+        return map_nested(value, lambda v: to_numpy(v) if isinstance(v, paddle.Tensor) else v)
 
     def on_pre(path: str, layer: Any, args: Any, kwargs: Any) -> Any:
         new = pre(path, type(layer).__name__, lambda: (arrays(args), arrays(kwargs)))
@@ -183,10 +247,11 @@ def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable
                 layer.register_forward_pre_hook(lambda lay, a, k, _p=path: on_pre(_p, lay, a, k), with_kwargs=True)
             )
         handles.append(layer.register_forward_post_hook(lambda lay, a, k, o, _p=path: on_post(_p, o), with_kwargs=True))
+    x = paddle.to_tensor(arr, place=place)
     start = time.perf_counter()
     try:
         with paddle.no_grad():
-            out = model(paddle.to_tensor(arr))
+            out = model(x)
     finally:
         for handle in handles:
             handle.remove()
