@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--revision", help="branch to publish to (default: main)")
     s.add_argument("--private", action="store_true", help="create the Hub repository private")
+    from .hub_cli import add_inference_argument
+
+    add_inference_argument(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser(
