@@ -9,7 +9,23 @@ import logging
 import os
 import sys
 
-__all__ = ["cmd_push", "cmd_download"]
+__all__ = ["cmd_push", "cmd_download", "add_inference_argument"]
+
+#: what ``--with-inference`` alone exports
+DEFAULT_INFERENCE = "paddle-inference"
+
+
+def add_inference_argument(parser: argparse.ArgumentParser) -> None:
+    """``porthub push``'s ``--with-inference [FORMATS]`` (registered by porthub.cli)."""
+    parser.add_argument(
+        "--with-inference",
+        nargs="?",
+        const=DEFAULT_INFERENCE,
+        default=None,
+        metavar="FORMATS",
+        help="also export, verify and publish deployment models: paddle-inference (default), onnx, or "
+        "paddle-inference,onnx (files under inference/)",
+    )
 
 
 def _say(message: str) -> None:
@@ -24,10 +40,11 @@ def _quiet_http_log() -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .hub.publish import push
+    from .hub.publish import check_inference, push
 
     _quiet_http_log()
-
+    # an unknown format is one line before the conversion
+    formats = check_inference(getattr(args, "with_inference", None))
     result = push(
         args.model,
         args.weights,
@@ -36,6 +53,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         args.revision,
         args.private,
         progress=None if args.json else _say,
+        inference=formats,
     )
     if args.json:
         print(json.dumps(result))
@@ -49,6 +67,8 @@ def cmd_push(args: argparse.Namespace) -> int:
             f"  {r['framework']:<7} {r['file']:<26} {r['dtype']:<8} max|diff| vs source {r['max_abs_diff']:.3e}  "
             f"(limit {r['tolerance']:.1e})"
         )
+    for fmt, info in result.get("inference", {}).items():
+        print(f"  {fmt:<16} {info['dir']}/: {', '.join(n.rsplit('/', 1)[-1] for n in info['files'])} (verified)")
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from ..catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
 from ..spec import FamilySpec, Variant
 
-__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml", "preprocessing_line"]
+__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml", "preprocessing_line", "deployment_section"]
 
 #: SPDX-style identifiers the Hub accepts as ``license`` (the ones the official repositories use)
 _HUB_LICENCES = (
@@ -160,6 +160,93 @@ def preprocessing_line(variant: Variant) -> str:
             f"{[round(m, 4) for m in pre['mean']]}, std {[round(x, 4) for x in pre['std']]} (on the 0..1 scale).")
 
 
+def _verification_line(info: Mapping[str, Any]) -> str:
+    """The export's own figures (export.json ``verification``): every number and flag, as written there."""
+    ver = info.get("verification") or {}
+    parts = [
+        f"{k} {v:.3e}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in ver.items()
+        if isinstance(v, (int, float, bool, str))
+    ]
+    return "; ".join(parts) or "see export.json"
+
+
+def deployment_section(config: Mapping[str, Any]) -> str:
+    """The card's "Deployment" section for the inference models in ``config["inference"]`` (empty without
+    any): where each is, how it was checked, and code that runs it from the repository's root folder."""
+    table = config.get("inference") or {}
+    if not table:
+        return ""
+    parts = [
+        "## Deployment",
+        "",
+        "Inference models exported by `porthub export` from the same checkpoint, each run standalone by its "
+        "runtime on a seeded input and compared with the dynamic model before it was published (figures from "
+        "its `export.json`). The code below runs from this repository's folder; `out` should match "
+        "`test/output.float32.npy`.",
+    ]
+    pd = table.get("paddle-inference")
+    if pd:
+        listed = ", ".join(f"`{n.rsplit('/', 1)[-1]}`" for n in pd["files"])
+        parts += [
+            "",
+            f"Paddle Inference (`{pd['dir']}/`: {listed}; "
+            f"batch {'dynamic' if pd.get('dynamic_batch') else 'fixed'}; verified: {_verification_line(pd)}):",
+            "",
+            "```python",
+            "import numpy as np",
+            "import paddle",
+            "import paddle.inference as paddle_infer",
+            "",
+            f'config = paddle_infer.Config("{pd["dir"]}/inference.json", "{pd["dir"]}/inference.pdiparams")',
+            "config.disable_gpu()  # with paddlepaddle-gpu: config.enable_use_gpu(1024, 0)",
+            "config.set_cpu_math_library_num_threads(4)",
+            'if paddle.__version__.startswith(("3.3.0", "3.3.1")):',
+            "    config.disable_mkldnn()  # these releases' oneDNN crashes on some PIR attributes (fixed after 3.3.1)",
+            "predictor = paddle_infer.create_predictor(config)",
+            'x = np.load("test/input.npy")  # float32 NCHW, preprocessed as above',
+            "handle = predictor.get_input_handle(predictor.get_input_names()[0])",
+            "handle.reshape(list(x.shape))",
+            "handle.copy_from_cpu(x)",
+            "predictor.run()",
+            "out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()",
+            "```",
+        ]
+        name = pd.get("paddlex_model_name")
+        if name:
+            parts += [
+                "",
+                f"PaddleX 3 reads the same folder (its `inference.yml` names the model `{name}` and holds the "
+                "preprocessing; PaddleX resizes bilinearly whatever the interpolation, so its accuracy can be "
+                "slightly lower than the bicubic evaluation):",
+                "",
+                "```python",
+                "from paddlex import create_model",
+                f'model = create_model(model_name="{name}", model_dir="{pd["dir"]}")',
+                'for result in model.predict("image.jpg"):',
+                "    result.print()",
+                "```",
+            ]
+    ox = table.get("onnx")
+    if ox:
+        parts += [
+            "",
+            f"ONNX Runtime (`{ox['dir']}/model.onnx`, exported from the PyTorch model; batch "
+            f"{'dynamic' if ox.get('dynamic_batch') else 'fixed'}; verified: {_verification_line(ox)}):",
+            "",
+            "```python",
+            "import numpy as np",
+            "import onnxruntime as ort",
+            "",
+            f'session = ort.InferenceSession("{ox["dir"]}/model.onnx", providers=["CPUExecutionProvider"])',
+            'x = np.load("test/input.npy")',
+            "out = session.run(None, {session.get_inputs()[0].name: x})[0]",
+            "```",
+        ]
+    parts += ["", "The same folders load with `porthub.export.load_exported(FOLDER)` (a callable on NCHW arrays).", ""]
+    return "\n".join(parts) + "\n"
+
+
 def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], repo_id: str) -> str:
     """The whole README.md: metadata, usage in both frameworks, provenance and measured equivalence."""
     prov = dict(config.get("provenance") or {"kind": USER, "why": "no provenance recorded"})
@@ -241,7 +328,7 @@ state = paddle.load("model.pdparams")   # set_state_dict on porthub's Paddle {co
 `config.json` alone rebuilds the model (`architecture`, `constructor_kwargs`) in either framework.
 Evaluation preprocessing (`porthub.data_config("{variant.name}")`): {preprocessing_line(variant)}
 
-## Files
+{deployment_section(config)}## Files
 
 {_table(file_rows, ["file", "framework", "layout", "bytes", "sha256"])}
 

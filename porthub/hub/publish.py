@@ -5,6 +5,13 @@ weights (``model.paddle.safetensors`` and ``model.pdparams``), a reference input
 checkpoint's outputs (``test/``), the model card and ``config.json``. Before anything is published the
 written files are read back, run in each framework and dtype, and compared with the source
 checkpoint run in PyTorch; a result over the family's tolerance stops the push.
+
+With ``inference`` (``porthub push --with-inference paddle-inference,onnx``) the repository also holds
+deployment models, each exported by :func:`porthub.export.export_model` from the same checkpoint into
+its own folder (``inference/paddle/``: ``inference.json``, ``inference.pdiparams``, ``inference.yml``;
+``inference/onnx/``: ``model.onnx``; each with its ``export.json``), with a dynamic batch axis, and
+verified there (the artefact run standalone against the dynamic model) before it is kept; a failed
+export stops the push.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Sequence
@@ -21,7 +29,7 @@ import numpy as np
 from ..catalogue import provenance as source_provenance
 from ..compare import compare_outputs, flatten_outputs
 from ..engine import detect_layout, from_canonical
-from ..errors import HubError, MissingFileError
+from ..errors import HubError, InputError, MissingFileError, PorthubError
 from ..io import atomic_write, load_checkpoint, save_checkpoint
 from ..io.pdparams import read_pdparams
 from ..spec import PADDLE, TORCH, FamilySpec, Variant
@@ -39,7 +47,7 @@ from .repo import (
     sha256_file,
 )
 
-__all__ = ["WEIGHT_FILES", "build_repo", "publish_local", "push", "resolve_hub"]
+__all__ = ["WEIGHT_FILES", "INFERENCE_DIRS", "check_inference", "build_repo", "publish_local", "push", "resolve_hub"]
 
 #: file name -> (framework, format)
 WEIGHT_FILES = {
@@ -48,6 +56,8 @@ WEIGHT_FILES = {
     "model.pdparams": (PADDLE, "pdparams"),
 }
 _LOADED_FROM = {TORCH: "model.safetensors", PADDLE: "model.paddle.safetensors"}
+#: deployment format (porthub.export) -> its folder in a repository
+INFERENCE_DIRS = {"paddle-inference": "inference/paddle", "onnx": "inference/onnx"}
 
 Progress = Callable[[str], None]
 
@@ -129,6 +139,76 @@ def _verify(
     }
 
 
+def check_inference(formats: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The deployment formats asked for (a sequence, or text such as ``"paddle-inference,onnx"``), each once,
+    in the order given; an unknown one is an InputError naming the choices (before any conversion)."""
+    if not formats:
+        return ()
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    out: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if item not in INFERENCE_DIRS:
+            raise InputError(
+                f"unknown inference format {item!r}; choose from {', '.join(INFERENCE_DIRS)} (comma-separated)"
+            )
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _add_inference(
+    model: str, weights: str, folder: str, formats: Sequence[str], files: dict[str, dict[str, Any]], say: Progress
+) -> dict[str, Any]:
+    """Export ``weights`` in each of ``formats`` into the repository ``folder``; record the files; return
+    config.json's ``inference`` table (folder, files, the export's verification figures)."""
+    from ..export import export_model
+
+    table: dict[str, Any] = {}
+    for fmt in formats:
+        sub = INFERENCE_DIRS[fmt]
+        say(f"exporting {fmt} into {sub}/ (verified against the dynamic model)")
+        try:
+            result = export_model(model, fmt, weights=weights, out=os.path.join(folder, *sub.split("/")),
+                                  dynamic_batch=True)
+        except PorthubError as exc:
+            raise HubError(f"{model}: the {fmt} export failed ({exc}); nothing was published") from None
+        report = dict(result.report)
+        names = sorted(
+            os.path.relpath(os.path.join(base, n), folder).replace(os.sep, "/")
+            for base, _dirs, found in os.walk(result.out_dir)
+            for n in found
+        )
+        for name in names:
+            files[name] = {"role": f"{fmt} inference model", "format": fmt}
+        table[fmt] = {
+            "dir": sub,
+            "files": names,
+            "dynamic_batch": bool(report.get("dynamic_batch", True)),
+            "input_size": report.get("input_size"),
+            "dtype": report.get("dtype", "float32"),
+            "verification": _jsonable(report.get("verification", {})),
+        }
+        name = _paddlex_model_name(os.path.join(result.out_dir, "inference.yml"))
+        if name:
+            table[fmt]["paddlex_model_name"] = name
+    return table
+
+
+#: the indented ``model_name`` of the top-level ``Global:`` block, quoted or not
+_GLOBAL_MODEL_NAME = r"^Global:\s*\n(?:[ \t]+.*\n)*?[ \t]+model_name:[ \t]*['\"]?([^'\"\n]+?)['\"]?[ \t]*$"
+
+
+def _paddlex_model_name(path: str) -> str | None:
+    """``Global.model_name`` of a PaddleX ``inference.yml`` (the card's PaddleX usage names it), read as
+    text: porthub needs no YAML library."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    match = re.search(_GLOBAL_MODEL_NAME, text, re.M)
+    return match.group(1) if match else None
+
+
 def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
     for name, info in files.items():
         if "sha256" not in info:
@@ -145,9 +225,11 @@ def build_repo(
     dtypes: Sequence[str] = ("float32", "float64"),
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
+    inference: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the repository of ``model`` converted from ``weights`` (any released layout, either
     framework) into ``folder``; return its config. Raises HubError when verification fails.
+    ``inference``: deployment formats (``paddle-inference``, ``onnx``) exported beside the weights.
 
     ``provenance`` (from :mod:`porthub.sources`) says where the file came from; without it the file
     counts as official only when its sha256 is one the sources catalogue records."""
@@ -231,6 +313,9 @@ def build_repo(
         )
     for name in ("test/input.npy", *config["equivalence"]["outputs"].values()):
         files[name] = {"role": "reference input" if name.endswith("input.npy") else "source checkpoint output"}
+    formats = check_inference(inference)
+    if formats:
+        config["inference"] = _add_inference(variant.name, weights, folder, formats, files, say)
     _record(folder, files)
     say("writing README.md")
     with atomic_write(os.path.join(folder, "README.md")) as fh:
@@ -289,10 +374,13 @@ def push(
     dtypes: Sequence[str] = ("float32", "float64"),
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
+    inference: Sequence[str] | str | None = None,
 ) -> dict[str, Any]:
-    """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint."""
+    """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint;
+    ``inference``: deployment formats exported and verified beside the weights (see :func:`build_repo`)."""
     from ..registry import resolve
 
+    formats = check_inference(inference)
     if not os.path.isfile(weights):
         raise MissingFileError(f"no such checkpoint: {weights}; pass the official file")
     variant = resolve(model)[1]
@@ -309,7 +397,7 @@ def push(
         os.makedirs(staging_root, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"{repo_id.replace('/', '--')}.", dir=staging_root)
     try:
-        config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance)
+        config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance, formats)
         if kind == "local":
             where = publish_local(folder, repo_id, revision, dest)
             result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
@@ -330,6 +418,7 @@ def push(
             "files": {k: v["sha256"] for k, v in config["files"].items()},
             "equivalence": config["equivalence"]["results"],
             "provenance": config["provenance"],
+            "inference": config.get("inference", {}),
         }
     )
     return result
