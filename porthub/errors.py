@@ -163,3 +163,13 @@ class NotScriptableError(PorthubError, AttributeError):
     """torch.jit.script was asked to compile a porthub model, which TorchScript cannot express; the
     message names what works instead (torch.jit.trace, torch.compile). An AttributeError because
     TorchScript meets it while reading a hook's ``__name__``."""
+
+
+class ExportError(PorthubError, ValueError):
+    """An export that cannot be made as asked (an unknown format, an option the format lacks), or an
+    exported folder that cannot be read back (no export.json, an unknown format in it)."""
+
+
+class ExportVerificationError(ExportError):
+    """An exported artefact, run by its own runtime, did not give the dynamic model's outputs within the
+    declared tolerance; nothing was kept."""
