@@ -459,6 +459,15 @@ def run_env(runs: list[tuple[str, str | None]], batches: list[int], repeat: int)
     return 0
 
 
+def peak_rss() -> int:
+    """This process's high-water resident memory in bytes (VmHWM; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:7.1f} ms"
 
@@ -638,7 +647,7 @@ def main() -> int:
                     ok &= good
                     same &= close
     print_table(results, columns(backends, args.device))
-    print(f"\n{load_average()} at the end; machine: {machine()}")
+    print(f"\n{load_average()} at the end; peak memory {peak_rss() / 2**30:.1f} GiB; machine: {machine()}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(
@@ -649,6 +658,7 @@ def main() -> int:
                     "dtypes": args.dtype,
                     "backends": columns(backends, args.device),
                     "kernel_ratios": ratios,
+                    "peak_rss": peak_rss(),
                     "results": results,
                 },
                 fh,
