@@ -31,6 +31,7 @@ from ..compare import compare_outputs, flatten_outputs
 from ..engine import detect_layout, from_canonical
 from ..errors import HubError, InputError, MissingFileError, PorthubError
 from ..io import atomic_write, load_checkpoint, save_checkpoint
+from ..io.atomic import stale_temporaries, temporary_prefix
 from ..io.pdparams import read_pdparams
 from ..spec import PADDLE, TORCH, FamilySpec, Variant
 from ..version import __version__
@@ -393,9 +394,13 @@ def push(
         # no token, no client or a bad name: say so before the (slow) conversion and verification
         check_publishable(repo_id, revision)
     staging_root = os.path.join(dest, ".staging") if kind == "local" else None
+    slug = os.path.join(staging_root or tempfile.gettempdir(), repo_id.replace("/", "--"))
     if staging_root:
         os.makedirs(staging_root, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix=f"{repo_id.replace('/', '--')}.", dir=staging_root)
+        # the folder of a push killed outright (SIGKILL, power loss) is removed by the next push of the repository
+        for old in stale_temporaries(slug):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=temporary_prefix(slug), suffix=".partial", dir=staging_root)
     try:
         config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance, formats)
         if kind == "local":

@@ -26,7 +26,7 @@ from typing import IO, Iterator
 
 from ..errors import OutputExistsError, PorthubError
 
-__all__ = ["atomic_write", "stale_temporaries", "durable"]
+__all__ = ["atomic_write", "stale_temporaries", "temporary_prefix", "durable"]
 
 #: room left in a 255-byte file name for the prefix dot, the tag and the suffix
 _NAME_ROOM = 160
@@ -67,6 +67,13 @@ def stale_temporaries(path: str) -> list[str]:
             if pid > 0 and not _alive(pid):
                 stale.append(os.path.join(directory, name))
     return stale
+
+
+def temporary_prefix(path: str) -> str:
+    """The name prefix of this process's temporaries of ``path`` (``.NAME.<host>-<pid>-``). A temporary
+    folder named with it and the suffix ``.partial`` (``tempfile.mkdtemp(prefix=..., suffix=".partial")``)
+    is listed by :func:`stale_temporaries` once its process is gone."""
+    return f"{_prefix(path)}{_host_tag()}-{os.getpid()}-"
 
 
 def _default_mode(path: str) -> int:
