@@ -214,7 +214,11 @@ def _parser() -> argparse.ArgumentParser:
         "publish-zoo", help="(maintainers) fetch, convert, verify and publish every available official file"
     )
     s.add_argument(
-        "--hub", required=True, metavar="DEST", help="local (PORTHUB_HOME), a folder, hf (HF_ENDPOINT) or a Hub URL"
+        "--hub",
+        required=True,
+        metavar="DEST",
+        help="local (PORTHUB_HOME), a folder, hf (HF_ENDPOINT), a Hub URL, or aistudio (AI Studio, STUDIO_GIT_HOST; "
+        "the token's namespace)",
     )
     s.add_argument(
         "--sources",

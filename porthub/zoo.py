@@ -2,9 +2,10 @@
 verified (and evaluated when a validation folder is given) and published, for maintainers.
 
 Idempotent: a repository whose ``config.json`` records the same source sha256 is skipped, so a second
-run publishes nothing new. Resumable: each repository is published in one step (the local hub renames a
-finished folder into place; a Hub upload is one commit), so a killed run leaves every repository either
-published or absent, and the next run skips what is there and carries on. A variant with no file to be
+run publishes nothing new (on AI Studio, the config.json of the repository there is read). Resumable:
+each repository is published in one step (the local hub renames a finished folder into place; a Hub or
+AI Studio upload is one commit), so a killed run leaves every repository either published or absent,
+and the next run skips what is there and carries on. A variant with no file to be
 had (manual-only sources, offline) is reported as unavailable, not as a failure.
 """
 
@@ -134,7 +135,12 @@ def published_sha256(repo_id: str, kind: str, dest: str) -> str | None:
             except (OSError, json.JSONDecodeError):
                 return None
         return str(config.get("source_checkpoint", {}).get("sha256") or "") or None
-    raise HubError(f"publish-zoo publishes to the local hub, a folder or a Hugging Face Hub endpoint, not {kind!r}")
+    if kind == "aistudio":
+        from .hub.aistudio import published_source_sha256
+
+        return published_source_sha256(repo_id)
+    raise HubError(f"publish-zoo publishes to the local hub, a folder, a Hugging Face Hub endpoint or AI Studio, "
+                   f"not {kind!r}")
 
 
 def _evaluate(variant: str, path: str, data: str) -> dict[str, Any]:
@@ -152,8 +158,8 @@ def _data_fits(task: str, data: str) -> bool:
 def publish_zoo(hub: str, sources: Sequence[str] | None = None, data: str | None = None,
                 only: Sequence[str] | None = None, dtypes: Sequence[str] = ("float32", "float64"),
                 say: Progress | None = None) -> ZooReport:
-    """Publish every available official file to ``hub`` (``local``, a folder, ``hf`` or a Hub URL); see the
-    module docstring. Inputs are checked before any file is read."""
+    """Publish every available official file to ``hub`` (``local``, a folder, ``hf``, a Hub URL or
+    ``aistudio``); see the module docstring. Inputs are checked before any file is read."""
     from .hub import default_repo_id
     from .registry import resolve
     from .sources import fetch_official
@@ -161,13 +167,19 @@ def publish_zoo(hub: str, sources: Sequence[str] | None = None, data: str | None
     say = say or (lambda _msg: None)
     publish = _publish_module()
     kind, dest = publish.resolve_hub(hub)
-    if kind not in ("local", "hf"):
-        raise HubError(f"publish-zoo publishes to the local hub, a folder or a Hugging Face Hub endpoint, not {hub!r}")
+    if kind not in ("local", "hf", "aistudio"):
+        raise HubError(f"publish-zoo publishes to the local hub, a folder, a Hugging Face Hub endpoint or AI Studio, "
+                       f"not {hub!r}")
     if data is not None and not os.path.isdir(data):
         raise FileNotFoundError(f"no such data folder: {data}")
     names = zoo_variants(only)
     if not names:
         raise UnknownModelError(f"no registered variant with an official source matches {', '.join(only or [])}")
+    if kind == "aistudio":
+        from .hub.aistudio import check_publishable
+
+        # no token, no client or AI Studio not answering: one line before any file is read
+        check_publishable(default_repo_id(names[0]))
     report = ZooReport(hub if hub not in ("", None) else "local")
     with _sources_env(sources):
         for name in names:

@@ -1,6 +1,13 @@
 """Shared test setup. Paddle pins OMP_NUM_THREADS=1 at import when it is unset (and children inherit
 it); the tests run Paddle with the settings porthub's commands use (the machine's cores, MKL's AVX2
-path on AMD processors), set before any test module imports paddle."""
+path on AMD processors), set before any test module imports paddle.
+
+No test leaves 127.0.0.1: the default hub order (``local,hf,aistudio``) would ask huggingface.co and AI
+Studio for a repository the local hub lacks, so the Hub endpoint and both AI Studio hosts point at a
+loopback port nothing listens on (a refused connection, at once), before any module reads them
+(huggingface_hub reads HF_ENDPOINT at import). Tests that need a hub start a double on 127.0.0.1 and
+set these for themselves; commands the tests start inherit the dead hosts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,17 @@ import os
 import pytest
 
 from porthub.runtime import paddle_cpu_settings
+
+#: a loopback address with nothing listening (port 9, discard, is not served on a test machine)
+DEAD_HOST = "http://127.0.0.1:9"
+for _key in ("HF_ENDPOINT", "STUDIO_GIT_HOST", "STUDIO_MODEL_API_URL_PREFIX"):
+    os.environ[_key] = DEAD_HOST
+os.environ["STUDIO_CDN_HOST"] = "127.0.0.1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+_no_proxy = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
+    _no_proxy + [h for h in ("127.0.0.1", "localhost") if h not in _no_proxy]
+)
 
 paddle_cpu_settings()
 
