@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="registered model, or a folder written by `porthub export`")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
-    s.add_argument("--backend", choices=BACKENDS, default=None,
+    # checked by porthub.predict, not by argparse choices: a wrong one is then one line (JSON with --json)
+    s.add_argument("--backend", default=None, metavar="|".join(BACKENDS),
                    help="torch (default for a model name) or paddle: the dynamic model; paddle-inference, "
                         "onnxruntime, torchscript: an exported folder (inferred from its export.json)")
     weights = s.add_mutually_exclusive_group()
