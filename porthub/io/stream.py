@@ -33,7 +33,7 @@ import numpy as np
 
 from .mapped import release, source_span
 
-__all__ = ["Staged", "stage", "emit", "uses_scratch", "write_array", "clear_scratch"]
+__all__ = ["Staged", "stage", "emit", "emit_at", "pwrite_all", "uses_scratch", "write_array", "clear_scratch"]
 
 #: source rows per transposed strip: 64 rows of a Linear weight fit the L2 cache of any current CPU
 _STRIP = 64
@@ -178,6 +178,60 @@ def emit(out: IO[bytes], staged: Staged) -> None:
         buf = _scratch(0, step)
         _pread_into(fd, offset + done, buf)
         out.write(memoryview(buf))
+        done += step
+
+
+def pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:
+    """Write ``views`` one after another at ``offset`` of ``fd`` (the file position is neither used nor
+    moved), however many calls the kernel takes (one write moves at most about 2 GB on Linux)."""
+    views = [v for v in views if v.nbytes]
+    while views:
+        got = os.pwritev(fd, views, offset)
+        if got <= 0:
+            raise OSError(errno.EIO, "the output file accepted no more bytes")
+        offset += got
+        while views and got >= views[0].nbytes:
+            got -= views[0].nbytes
+            views.pop(0)
+        if got:
+            views[0] = views[0][got:]
+
+
+def _kernel_copy_at(src: int, src_offset: int, dst: int, dst_offset: int, nbytes: int) -> int:
+    """:func:`_kernel_copy` at explicit offsets of both files."""
+    done = 0
+    try:
+        while done < nbytes:
+            got = os.copy_file_range(src, dst, nbytes - done, src_offset + done, dst_offset + done)
+            if got == 0:
+                break
+            done += got
+    except OSError as exc:
+        if exc.errno not in _NO_KERNEL_COPY:
+            raise
+    return done
+
+
+def emit_at(fd: int, offset: int, staged: Staged, head: bytes = b"") -> None:
+    """Write ``head`` then the staged bytes at ``offset`` of the regular file ``fd``, positionally
+    (several threads can each write their own part of one file): kernel-side from the source file
+    where the bytes are a view of it, else in one ``pwritev`` with ``head``."""
+    arr = staged.data
+    span = source_span(arr)
+    if span is None:
+        pwrite_all(fd, [memoryview(head), memoryview(arr.reshape(-1)).cast("B")], offset)
+        return
+    if head:
+        pwrite_all(fd, [memoryview(head)], offset)
+        offset += len(head)
+    src, src_offset = span
+    nbytes = arr.nbytes
+    done = _kernel_copy_at(src, src_offset, fd, offset, nbytes) if hasattr(os, "copy_file_range") else 0
+    while done < nbytes:
+        step = min(_CHUNK, nbytes - done)
+        buf = _scratch(0, step)
+        _pread_into(src, src_offset + done, buf)
+        pwrite_all(fd, [memoryview(buf)], offset + done)
         done += step
 
 
