@@ -128,11 +128,12 @@ def test_case_dynamic_batch(case_export, batch):
     assert max_abs_diff(got, ref) <= limit(DEPLOY_TOL, ref)
 
 
-def test_case_torchscript_round_trip(case_export):
-    x = case_export["x"]
+@pytest.mark.parametrize("batch", [1, 3])
+def test_case_torchscript_round_trip(case_export, batch):
+    x = np.concatenate([case_export["x"]] * 2)[:batch]
     got = case_export["ts"](x)
     ref = run_model(case_export["model"], x, TORCH)[0]
-    assert len(got) == 1
+    assert len(got) == 1 and got[0].shape[0] == batch
     # the traced graph runs the same kernels in the same order: the float32 rule, measured 0.0
     assert max_abs_diff(got[0], ref) <= limit(FLOAT32_TOL, ref)
 
@@ -205,12 +206,23 @@ def test_fixed_batch_when_not_asked(small_case, tmp_path):
         run(np.concatenate([x, x]))
 
 
-@pytest.mark.parametrize("options,match", [({"via": "paddle2onnx"}, "not built"), ({"opset": 13}, "too old")])
+@pytest.mark.parametrize("options,match", [({"via": "paddle2onnx"}, "not built"), ({"opset": 13}, "too old"),
+                                           ({"opset_version": 18}, "unknown ONNX option")])
 def test_refused_options_write_nothing(small_case, tmp_path, options, match):
     model, x = small_case
     with pytest.raises(InputError, match=match):
+        onnx_format.check_options(options)
+    with pytest.raises(InputError, match=match):
         onnx_format.write(model, x, str(tmp_path), dynamic_batch=False, dtype="float32", options=options)
     assert os.listdir(tmp_path) == []
+
+
+def test_runner_records_its_runtime(case_export):
+    info = case_export["onnx"].info
+    assert info["providers"][0] == "CPUExecutionProvider" and info["threads"] >= 1
+    assert case_export["ts"].info["runtime"].startswith("torch.jit")
+    fields = onnx_format.report_fields()["onnx"]
+    assert fields["opset"] >= 17 and "dynamo=False" in fields["exporter"]
 
 
 def test_gpu_device_without_cuda_provider_is_refused(case_export):

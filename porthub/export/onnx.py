@@ -23,7 +23,7 @@ from ..errors import DeviceError, FrameworkMissingError, InputError
 from ..runtime.torch import ONNX_OPSET, onnx_export
 from ..spec import TORCH
 
-__all__ = ["FRAMEWORK", "FILES", "write", "runner", "check", "ORT_INSTALL"]
+__all__ = ["FRAMEWORK", "FILES", "write", "runner", "check", "check_options", "report_fields", "ORT_INSTALL"]
 
 FRAMEWORK = "torch"
 FILES = ("model.onnx",)
@@ -38,12 +38,36 @@ def _module(name: str) -> Any:
         raise FrameworkMissingError(f"ONNX export needs {name}, which is not installed; {ORT_INSTALL}") from exc
 
 
+_OPTIONS = ("via", "opset", "threads")
+
+
 def _options(options: dict | None) -> dict:
     options = dict(options or {})
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown ONNX option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
     via = options.pop("via", "torch")
     if via != "torch":
         raise InputError(f"ONNX export from {via!r} is not built; porthub writes model.onnx from the PyTorch model")
+    opset = int(options.get("opset", ONNX_OPSET))
+    if opset < ONNX_OPSET:
+        raise InputError(f"opset {opset} is too old: porthub exports at opset {ONNX_OPSET} or later")
     return options
+
+
+def check_options(options: dict) -> None:
+    """Refuse unknown or unsupported options before any model is built (``via`` other than torch, an opset
+    below 17)."""
+    _options(options)
+
+
+def report_fields() -> dict[str, Any]:
+    """What export.json records about this format: the exporter, the opset, the ONNX packages."""
+    from ..runtime.torch import import_torch
+
+    return {"onnx": {"exporter": "torch.onnx.export (TorchScript-based, dynamo=False)", "opset": ONNX_OPSET,
+                     "torch": str(import_torch().__version__), "onnx": str(_module("onnx").__version__),
+                     "onnxruntime": str(_module("onnxruntime").__version__)}}
 
 
 def check(path: str) -> None:
@@ -58,8 +82,6 @@ def write(model: Any, example: np.ndarray, out_dir: str, *, dynamic_batch: bool 
     options = _options(options)
     _module("onnx")  # before the export's work: a missing package is one line, not a traceback half-way
     opset = int(options.get("opset", ONNX_OPSET))
-    if opset < ONNX_OPSET:
-        raise InputError(f"opset {opset} is too old: porthub exports at opset {ONNX_OPSET} or later")
     path = os.path.join(out_dir, FILES[0])
     onnx_export(model, example, path, dynamic_batch=dynamic_batch, opset=opset)
     check(path)
@@ -101,4 +123,7 @@ def runner(out_dir: str, *, device: str = "cpu", options: dict | None = None
     def run(x: np.ndarray) -> list[np.ndarray]:
         return list(session.run(None, {first.name: np.ascontiguousarray(x, dtype=want)}))
 
+    # what export.json records about the run that verified the file
+    run.info = {"runtime": f"onnxruntime {ort.__version__}", "providers": session.get_providers(),  # type: ignore[attr-defined]
+                "threads": session_options.intra_op_num_threads}
     return run

@@ -34,4 +34,9 @@ def write(model: Any, example: np.ndarray, out_dir: str, *, dynamic_batch: bool 
 def runner(out_dir: str, *, device: str = "cpu", options: dict | None = None
            ) -> Callable[[np.ndarray], list[np.ndarray]]:
     """``out_dir/model.pt`` loaded by ``torch.jit.load`` on ``device``: numpy NCHW -> the outputs, in order."""
-    return torchscript_load(os.path.join(out_dir, FILES[0]), parse_device(device, TORCH).name)
+    from ..runtime.torch import import_torch
+
+    run = torchscript_load(os.path.join(out_dir, FILES[0]), parse_device(device, TORCH).name)
+    # what export.json records about the run that verified the file
+    run.info = {"runtime": f"torch.jit {import_torch().__version__}"}  # type: ignore[attr-defined]
+    return run

@@ -196,6 +196,15 @@ def _example(model: Any, arr: np.ndarray) -> Any:
     return x if first is None else x.to(device=first.device, dtype=first.dtype)
 
 
+def _quiet_tracer(torch: Any) -> None:
+    """Inside ``warnings.catch_warnings()``: no TracerWarning. The trace fixes what depends on the spatial size
+    (padding branches, window counts), which an export fixes anyway (the artefact takes its input size only);
+    that nothing depends on the batch size is checked by running the artefact on other batch sizes."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
+
 def _output_names(out: Any) -> list[str]:
     """``output`` for one tensor, ``output.0``, ``output.1``, ... for a list or tuple (porthub.compare's names)."""
     return [f"output.{i}" for i in range(len(out))] if isinstance(out, (list, tuple)) else ["output"]
@@ -216,6 +225,7 @@ def onnx_export(model: Any, arr: np.ndarray, path: str, *, dynamic_batch: bool, 
     with warnings.catch_warnings():
         for note in _LEGACY_EXPORT_NOTES:
             warnings.filterwarnings("ignore", message=note, category=DeprecationWarning)
+        _quiet_tracer(torch)
         with torch.no_grad():
             torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=["input"],
                               output_names=names, dynamic_axes=axes, do_constant_folding=True)
@@ -225,10 +235,14 @@ def onnx_export(model: Any, arr: np.ndarray, path: str, *, dynamic_batch: bool, 
 def torchscript_save(model: Any, arr: np.ndarray, path: str) -> None:
     """``torch.jit.trace`` of ``model`` on ``arr``, saved to ``path``. The trace is not re-run by torch
     (``check_trace=False``): the caller verifies the saved file against the model itself."""
+    import warnings
+
     torch = import_torch()
     x = _example(model, arr)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, x, check_trace=False)
+    with warnings.catch_warnings():
+        _quiet_tracer(torch)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, x, check_trace=False)
     traced.save(path)
 
 
