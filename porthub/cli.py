@@ -208,6 +208,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
     s.add_argument("--batch-size", type=int, default=32, metavar="B")
     s.add_argument("--workers", type=int, metavar="W", help="decoding threads (default: up to 8, the cores)")
+    s.add_argument(
+        "--write-card",
+        nargs="?",
+        const="",
+        metavar="REPO",
+        help="write the figures into the local hub repository's card and config.json (default porthub/MODEL), "
+        "labelled as measured by porthub; --weights must then be the file it was built from",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
     s = sub.add_parser(
@@ -522,18 +530,22 @@ _COMMANDS["fetch"] = _cmd_fetch
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import card_target, evaluate, write_card
 
+    # the repository (and that --weights is its file) is checked before any image is read
+    target = None if args.write_card is None else card_target(args.model, args.weights, args.write_card or None)
     result = evaluate(
         args.model,
         args.data,
         args.framework,
-        args.weights,
+        args.weights if target is None else target.weights,
         args.limit,
         args.batch_size,
         args.workers,
         progress=None if not args.json else False,
     )
+    if target is not None:
+        result["card"] = write_card(target, result, args.data)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -553,6 +565,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"torch and paddle agree on {100 * result['agreement_pixels']:.4f}% of the pixels")
     if result.get("protocol"):
         print(f"protocol: {result['protocol']}")
+    if result.get("card"):
+        print(f"figures written into {result['card']} (and config.json), labelled as measured by porthub")
     return 0
 
 

@@ -29,6 +29,12 @@ uint8, which can differ from OpenCV by one grey level on some pixels.
 
 Decoding and preprocessing run in a thread pool (Pillow and numpy release the GIL); the models run
 batch by batch in the calling thread. The progress bar (tqdm) goes to stderr and only on a terminal.
+
+The figures can be written into a local hub repository (:func:`card_target`, then :func:`write_card`):
+``config.json`` keeps them under ``measured`` and the card shows them, labelled as measured by porthub
+with the date, the images and the preprocessing, next to the authors' figure only when the repository
+holds the official weights. Only the repository's own weights (or the file it was built from) are
+measured into it, and the repository is replaced in one rename, never left half-written.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from .errors import InputError, PorthubError
 
 __all__ = ["DatasetError", "Sample", "find_classification_data", "find_segmentation_data", "evaluate",
            "check_frameworks", "seg_resize_rule", "rescale_size", "bilinear_resize", "mean_iou", "IGNORE_INDEX",
-           "IMAGE_SUFFIXES"]
+           "IMAGE_SUFFIXES", "CardTarget", "card_target", "measurement", "write_card"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".jpe")
 LABEL_FILES = ("val.txt", "labels.txt")
@@ -518,3 +524,148 @@ def _segment(spec: Any, variant: Any, samples: Sequence[Sample], models: Mapping
         result["predictions"] = preds
     return result
 
+
+
+# ------------------------------------------------------------------------------ figures into a hub card
+@dataclass(frozen=True)
+class CardTarget:
+    """The local hub repository measured figures go into, and the weights file that is evaluated."""
+
+    repo_id: str
+    folder: str
+    weights: str
+    weights_sha256: str
+    source_sha256: str
+    config_sha256: str
+
+
+def card_target(name: str, weights: str | None = None, repo_id: str | None = None) -> CardTarget:
+    """Where ``porthub evaluate --write-card`` writes: the local hub repository ``repo_id`` (default
+    ``porthub/<variant>``) of ``name``. Without ``weights`` its own PyTorch file is evaluated (checked
+    against config.json); a given file must be the checkpoint the repository was built from, so the
+    figures written are the repository's own. Checked before any model is built."""
+    from .hub import CONFIG_NAME, default_repo_id, local_repo_dir, read_config
+    from .hub.repo import check_sha, sha256_file
+    from .registry import resolve
+
+    variant = resolve(name)[1]
+    repo_id = repo_id or default_repo_id(variant.name)
+    folder = local_repo_dir(repo_id)
+    config_path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"no local hub repository {repo_id} ({folder}) to write the figures into; install "
+                                "the official weights or publish the checkpoint there first")
+    config = read_config(config_path)
+    if config.get("variant") != variant.name:
+        raise InputError(f"{repo_id} holds {config.get('variant')!r}, not {variant.name}: its card cannot take "
+                         f"figures measured on {variant.name}")
+    source_sha = str(config.get("source_checkpoint", {}).get("sha256", ""))
+    if weights is None:
+        name_in_repo = str(config["frameworks"]["torch"]["file"])
+        weights = os.path.join(folder, name_in_repo)
+        check_sha(weights, name_in_repo, config, f"local hub repository {repo_id}")
+        sha = str(config["files"][name_in_repo]["sha256"])
+    else:
+        sha = sha256_file(weights)
+        own = {source_sha, *(str(v.get("sha256", "")) for k, v in config.get("files", {}).items()
+                             if k in ("model.safetensors", "model.paddle.safetensors", "model.pdparams"))}
+        if sha not in own:
+            raise InputError(f"{weights} (sha256 {sha[:16]}...) is not the checkpoint {repo_id} was built from "
+                             f"({source_sha[:16]}...) nor one of its weight files: its figures would not be the "
+                             "repository's; measure the repository's own weights, or publish this file first")
+    return CardTarget(repo_id, folder, weights, sha, source_sha, sha256_file(config_path))
+
+
+def _preprocessing_text(result: Mapping[str, Any]) -> str:
+    if result.get("protocol"):
+        return str(result["protocol"])
+    pre = result.get("preprocessing") or {}
+    h, w = pre.get("input_size", ("?", "?"))
+    how = (f"resize the short side to {pre['resize']}, centre crop {h}x{w}" if pre.get("resize")
+           else f"resize the whole image to {h}x{w}")
+    mean = [round(float(m), 4) for m in pre.get("mean", ())]
+    std = [round(float(x), 4) for x in pre.get("std", ())]
+    return f"{how}, {pre.get('interpolation', '?')} interpolation, mean {mean}, std {std} (on the 0..1 scale)"
+
+
+def measurement(result: Mapping[str, Any], data: str, weights_sha256: str, source_sha256: str = "") -> dict[str, Any]:
+    """The record of one evaluation as config.json's ``measured`` keeps it (fractions in 0..1)."""
+    import datetime
+
+    from .version import __version__
+
+    keep = ("top1", "top5", "miou", "aacc")
+    return {
+        "by": "porthub evaluate",
+        "porthub_version": __version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "data": os.path.basename(os.path.normpath(os.path.abspath(data))),
+        "layout": result.get("layout"),
+        "samples": result.get("samples"),
+        "preprocessing": _preprocessing_text(result),
+        "frameworks": {fw: {k: r[k] for k in keep if k in r} for fw, r in result.get("frameworks", {}).items()},
+        **{k: result[k] for k in ("agreement_top1", "agreement_pixels") if result.get(k) is not None},
+        "weights_sha256": weights_sha256,
+        "source_sha256": source_sha256,
+    }
+
+
+def write_card(target: CardTarget, result: Mapping[str, Any], data: str) -> str:
+    """Record ``result`` (from :func:`evaluate` on ``target.weights``) in the repository's config.json and
+    card, replacing an earlier measurement on the same data folder; returns the card's path.
+
+    The new repository is built beside the old one (weights hard-linked, not copied), then renamed over
+    it in one step, so a reader or a kill sees the old repository or the new one. A repository changed
+    since :func:`card_target` read it is left alone."""
+    import json
+    import shutil
+    import tempfile
+
+    from .hub import CONFIG_NAME, read_config
+    from .hub.card import render_card
+    from .hub.local import hub_home
+    from .hub.publish import publish_local
+    from .hub.repo import sha256_file
+    from .io import atomic_write
+    from .io.atomic import stale_temporaries, temporary_prefix
+    from .registry import resolve
+
+    config_path = os.path.join(target.folder, CONFIG_NAME)
+    config = dict(read_config(config_path))
+    spec, variant = resolve(str(config["variant"]))
+    record = measurement(result, data, target.weights_sha256, target.source_sha256)
+    earlier = [m for m in config.get("measured") or [] if m.get("data") != record["data"]]
+    config["measured"] = [*earlier, record]
+    staging = os.path.join(hub_home(), ".staging")
+    os.makedirs(staging, exist_ok=True)
+    slug = os.path.join(staging, target.repo_id.replace("/", "--"))
+    for old in stale_temporaries(slug):
+        shutil.rmtree(old, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=temporary_prefix(slug), suffix=".partial", dir=staging)
+    try:
+        for base, _dirs, names in os.walk(target.folder):
+            rel = os.path.relpath(base, target.folder)
+            os.makedirs(os.path.join(folder, rel), exist_ok=True)
+            for n in names:
+                if rel == "." and n in ("README.md", CONFIG_NAME):
+                    continue
+                src, dst = os.path.join(base, n), os.path.join(folder, rel, n)
+                try:
+                    os.link(src, dst)
+                except OSError:  # a file system without hard links: copy
+                    shutil.copy2(src, dst)
+        with atomic_write(os.path.join(folder, "README.md")) as fh:
+            fh.write(render_card(spec, variant, config, target.repo_id).encode("utf-8"))
+        if "README.md" in config.get("files", {}):
+            readme = os.path.join(folder, "README.md")
+            config["files"]["README.md"] = {**config["files"]["README.md"], "sha256": sha256_file(readme),
+                                            "size": os.path.getsize(readme)}
+        with atomic_write(os.path.join(folder, CONFIG_NAME)) as fh:
+            fh.write((json.dumps(config, indent=1) + "\n").encode("utf-8"))
+        if sha256_file(config_path) != target.config_sha256:
+            raise InputError(f"{target.repo_id} changed while it was evaluated; its card was left as it is: "
+                             "evaluate it again")
+        publish_local(folder, target.repo_id, None, hub_home())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return os.path.join(target.folder, "README.md")

@@ -253,3 +253,80 @@ def test_segmentation_miou_against_an_independent_numpy_miou(tmp_path: Path) -> 
     only = ev.evaluate(SEG, str(root), "torch", str(weights), limit=1)
     assert only["samples"] == 1 and only["frameworks"]["torch"]["miou"] == 1.0
     assert os.path.isdir(root)
+
+
+# ---------------------------------------------------------------------------------- figures into the card
+def _section(card: str) -> str:
+    start = card.index("## Measured by porthub")
+    return card[start:card.index("\n## ", start + 1)]
+
+
+def test_write_card_records_the_measured_figures_next_to_the_authors_only_for_official_weights(
+        cls_set: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+    import datetime
+    import hashlib
+
+    from porthub.hub import publish
+
+    monkeypatch.setenv("PORTHUB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PORTHUB_OFFLINE", "1")
+    repo = tmp_path / "home" / "models" / "porthub" / CLS
+    spec, variant = resolve(CLS)
+    authors = float(variant.meta["top1"])
+    # nothing to write into yet: one line, no model built
+    assert main(["evaluate", CLS, "--data", str(cls_set.flat), "--write-card"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no local hub repository porthub/seaformer_tiny" in err[0]
+
+    # the user's own checkpoint: measured figures, never the authors' as its own
+    publish.push(CLS, str(cls_set.weights), dtypes=("float32",))
+    assert json.loads((repo / "config.json").read_text())["provenance"]["kind"] == "user"
+    weights_inode = (repo / "model.safetensors").stat().st_ino
+    assert main(["evaluate", CLS, "--data", str(cls_set.flat), "--write-card", "--json", "--workers", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["card"] == str(repo / "README.md") and out["frameworks"]["paddle"]["top1"] == 0.5
+    config = json.loads((repo / "config.json").read_text())
+    [m] = config["measured"]
+    assert m["frameworks"] == {"torch": {"top1": 0.5, "top5": 0.75}, "paddle": {"top1": 0.5, "top5": 0.75}}
+    assert m["samples"] == N_IMAGES and m["agreement_top1"] == 1.0 and m["data"] == "flat"
+    assert m["date"] == datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    assert "centre crop 224x224" in m["preprocessing"] and m["by"] == "porthub evaluate"
+    assert m["source_sha256"] == hashlib.sha256(cls_set.weights.read_bytes()).hexdigest()
+    card = (repo / "README.md").read_text()
+    section = _section(card)
+    assert "| torch | 50.00 | 75.00 |" in section and "| paddle | 50.00 | 75.00 |" in section
+    assert f"{N_IMAGES} images of `flat`" in section and m["date"] in section and "bicubic" in section
+    assert "authors (reported)" not in section and "not this checkpoint's" in section
+    assert "model-index" not in card
+    # the card's own sha256 in config.json follows it; the weights were linked, not rewritten
+    assert config["files"]["README.md"]["sha256"] == hashlib.sha256(card.encode()).hexdigest()
+    assert (repo / "model.safetensors").stat().st_ino == weights_inode
+    from porthub.hub.local import fetch_folder
+
+    fetch_folder(str(repo), ("torch", "paddle"), "test")  # every file still matches config.json
+    assert [p.name for p in (tmp_path / "home" / ".staging").iterdir()] == []
+
+    # another file's figures are refused before any image is read; the card is unchanged
+    other = tmp_path / "other.pth"
+    _weights(CLS, other, seed=4)
+    assert main(["evaluate", CLS, "--data", str(cls_set.flat), "--weights", str(other), "--write-card"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not the checkpoint porthub/seaformer_tiny was built from" in err[0]
+    assert (repo / "README.md").read_text() == card
+
+    # the official weights (their sha256 is the catalogue's): the authors' figure stands beside porthub's
+    release = spec.sources[variant.name]
+    monkeypatch.setitem(spec.sources, variant.name, dataclasses.replace(release, sha256=m["source_sha256"]))
+    publish.push(CLS, str(cls_set.weights), dtypes=("float32",))
+    assert json.loads((repo / "config.json").read_text())["provenance"]["kind"] == "official"
+    assert main(["evaluate", CLS, "--data", str(cls_set.folders), "--weights", str(cls_set.weights), "--write-card",
+                 "--limit", "6", "--framework", "torch"]) == 0
+    assert "labelled as measured by porthub" in capsys.readouterr().out
+    card = (repo / "README.md").read_text()
+    section = _section(card)
+    assert f"| authors (reported) | {authors} | - |" in section and "| torch | " in section
+    assert "porthub's own measurement is below" in card and "model-index" in card
+    [m] = json.loads((repo / "config.json").read_text())["measured"]
+    assert m["samples"] == 6 and set(m["frameworks"]) == {"torch"} and m["data"] == "folders"

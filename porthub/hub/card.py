@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 from ..catalogue import OFFICIAL, OFFICIAL_SOURCE, USER
 from ..spec import FamilySpec, Variant
 
-__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml", "preprocessing_line", "deployment_section"]
+__all__ = ["hub_licence", "card_metadata", "render_card", "render_yaml", "preprocessing_line", "deployment_section",
+           "measured_section"]
 
 #: SPDX-style identifiers the Hub accepts as ``license`` (the ones the official repositories use)
 _HUB_LICENCES = (
@@ -247,6 +248,52 @@ def deployment_section(config: Mapping[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def measured_section(variant: Variant, config: Mapping[str, Any], official: bool) -> str:
+    """The card's "Measured by porthub" section for the evaluations in ``config["measured"]`` (empty
+    without any; written by ``porthub evaluate --write-card``): each one's date, images, preprocessing
+    and figures per framework. The authors' figure stands beside them only for the official weights;
+    for anything else it is named as the official release's, not this checkpoint's."""
+    runs = config.get("measured") or []
+    if not runs:
+        return ""
+    metric = _metric(variant)
+    parts = ["## Measured by porthub", ""]
+    if metric and official:
+        parts.append(f"The authors report {metric[1]} {metric[2]} "
+                     f"({variant.meta.get('accuracy_source', 'official README')}); porthub measured these weights:")
+    elif metric:
+        parts.append(f"porthub measured this checkpoint. The authors' {metric[1]} {metric[2]} is their official "
+                     "release's figure, not this checkpoint's, and is not compared here.")
+    else:
+        parts.append("porthub measured these weights:")
+    for run in runs:
+        frameworks = run.get("frameworks") or {}
+        seg = any("miou" in r for r in frameworks.values())
+        head = ["framework", "mIoU %", "aAcc %"] if seg else ["framework", "top-1 %", "top-5 %"]
+        keys = ("miou", "aacc") if seg else ("top1", "top5")
+        rows = [[fw, *(_pct(r.get(k)) for k in keys)] for fw, r in frameworks.items()]
+        if metric and official:
+            rows.insert(0, ["authors (reported)", f"{metric[2]}", "-"])
+        agree = run.get("agreement_pixels") if seg else run.get("agreement_top1")
+        agreement = (f" torch and paddle agree on {_pct(agree)}% of the {'pixels' if seg else 'top-1 classes'}."
+                     if agree is not None else "")
+        parts += [
+            "",
+            f"Measured by porthub {run.get('porthub_version', '?')} on {run.get('date', '?')}: {run.get('samples')} "
+            f"images of `{run.get('data', '?')}` ({run.get('layout', '?')}), source checkpoint sha256 "
+            f"`{str(run.get('source_sha256') or run.get('weights_sha256', '?'))[:16]}...`; preprocessing: "
+            f"{run.get('preprocessing', '?')}."
+            f"{agreement}",
+            "",
+            _table(rows, head),
+        ]
+    return "\n".join(parts) + "\n\n"
+
+
 def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], repo_id: str) -> str:
     """The whole README.md: metadata, usage in both frameworks, provenance and measured equivalence."""
     prov = dict(config.get("provenance") or {"kind": USER, "why": "no provenance recorded"})
@@ -273,7 +320,8 @@ def render_card(spec: FamilySpec, variant: Variant, config: Mapping[str, Any], r
         else ""
     )
     if official:
-        accuracy = f"{reported}; porthub did not re-evaluate it." if metric else ""
+        again = "porthub's own measurement is below" if config.get("measured") else "porthub did not re-evaluate it"
+        accuracy = f"{reported}; {again}." if metric else ""
         what = f"The official {spec.title} weights ({variant.meta.get('readme_name', variant.name)})"
     else:
         accuracy = (
@@ -304,7 +352,7 @@ differences measured below.
 * Licence: {spec.licence or variant.meta.get("licence", "see the official repository")}
 * {accuracy}
 
-## Usage
+{measured_section(variant, config, official)}## Usage
 
 PyTorch:
 
