@@ -4,10 +4,12 @@ Serves ``--root`` read-only on 127.0.0.1 (a free port, printed as ``PORT <n>`` o
 ``<root>/<host>/<path>`` so that ``PORTHUB_SOURCE_MIRROR=http://127.0.0.1:<n>`` maps every catalogued
 ``https://<host>/<path>`` onto it. It honours ``Range: bytes=N-`` (206 with Content-Range) unless
 ``--ignore-range``, and ``--cut-after BYTES --cuts K`` makes the first K responses announce the whole
-length but close the connection after BYTES bytes of the body, as a dropped transfer does. Every request
-is logged to ``--log`` as one JSON line (method, path, Range header, status, bytes sent).
+length but close the connection after BYTES bytes of the body, as a dropped transfer does; with
+``--stall`` they keep the connection open after BYTES bytes and send nothing more (a transfer hanging
+until its client is killed). Every request is logged to ``--log`` as one JSON line (method, path, Range
+header, status, bytes sent), a stalled one when it stalls.
 
-Run: ``python tests/sourceserver.py --root DIR --log FILE [--cut-after N --cuts K] [--ignore-range]``;
+Run: ``python tests/sourceserver.py --root DIR --log FILE [--cut-after N --cuts K [--stall]] [--ignore-range]``;
 stop it with SIGTERM.
 """
 
@@ -20,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -27,8 +30,10 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
 class _State:
-    def __init__(self, root: str, log: str, cut_after: int, cuts: int, ignore_range: bool) -> None:
+    def __init__(self, root: str, log: str, cut_after: int, cuts: int, ignore_range: bool,
+                 stall: bool = False) -> None:
         self.root = os.path.realpath(root)
+        self.stall = stall
         self.log = log
         self.cut_after = cut_after
         self.cuts_left = cuts
@@ -104,6 +109,11 @@ class Handler(BaseHTTPRequestHandler):
             if limit >= 0:
                 self.wfile.flush()
                 self.close_connection = True
+                if self.state.stall:
+                    self.state.record(method=self.command, path=self.path, range=header, status=status, sent=sent,
+                                      stalled=True)
+                    time.sleep(3600)  # the client is killed meanwhile; the thread is a daemon
+                    return
         self.state.record(method=self.command, path=self.path, range=header, status=status, sent=sent)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -120,8 +130,9 @@ def main() -> int:
     p.add_argument("--cut-after", type=int, default=-1)
     p.add_argument("--cuts", type=int, default=0)
     p.add_argument("--ignore-range", action="store_true")
+    p.add_argument("--stall", action="store_true")
     args = p.parse_args()
-    Handler.state = _State(args.root, args.log, args.cut_after, args.cuts, args.ignore_range)
+    Handler.state = _State(args.root, args.log, args.cut_after, args.cuts, args.ignore_range, args.stall)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
@@ -38,7 +39,9 @@ _HEX = set("0123456789abcdef")
 def _env(**extra: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PORTHUB_", "HUGGINGFACE_", "STUDIO_"))}
     env.update({"OMP_NUM_THREADS": "2", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-                "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+                "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
+                # the default hub order never reaches AI Studio: its hosts are a dead loopback port
+                "STUDIO_GIT_HOST": "http://127.0.0.1:9", "STUDIO_MODEL_API_URL_PREFIX": "http://127.0.0.1:9"})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -214,6 +217,40 @@ def test_interrupted_download_keeps_the_part_and_resumes_with_a_range_request(tm
     reqs = _requests(log)
     assert [r["range"] for r in reqs] == [None, "bytes=1000000-"] and reqs[1]["status"] == 206
     assert reqs[1]["sent"] == 2_000_000  # only the rest travelled again
+
+
+def test_a_fetch_killed_mid_download_is_resumed_by_the_next_fetch(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fetch_official`` in a process killed (SIGKILL) while the transfer hangs: the bytes it wrote stay in
+    the cache's ``.part``, its lock dies with it, and the next fetch asks only for the rest (Range)."""
+    data = np.random.default_rng(2).bytes(3_500_000)
+    loc = sources.catalogue("focal_tiny").locations[0]
+    _serve_file(tmp_path / "srv", loc.where, data)
+    log = tmp_path / "log"
+    part = tmp_path / "home" / "sources" / "focal_tiny" / loc.key / (Path(loc.where).name + ".part")
+    with source_server(tmp_path / "srv", log, "--cut-after", "2500000", "--cuts", "1", "--stall") as base:
+        code = "from porthub import sources; sources.fetch_official('focal_tiny', progress=False)"
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                env=_env(PORTHUB_HOME=tmp_path / "home", PORTHUB_SOURCE_MIRROR=base))
+        try:
+            deadline = time.monotonic() + 120
+            # 1 MiB blocks: two are on disk, the third waits for bytes that never come
+            while not (part.exists() and part.stat().st_size == 2 << 20) and time.monotonic() < deadline:
+                assert proc.poll() is None, "the fetch ended before it could be killed"
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+        kept = part.stat().st_size
+        assert kept == 2 << 20 and [r.get("stalled") for r in _requests(log)] == [True]
+        monkeypatch.setenv("PORTHUB_SOURCE_MIRROR", base)
+        got = sources.fetch_official("focal_tiny", progress=False)
+    assert Path(got.path).read_bytes() == data and not part.exists()
+    assert got.sha256 == hashlib.sha256(data).hexdigest()
+    reqs = _requests(log)
+    assert [r["range"] for r in reqs] == [None, f"bytes={kept}-"]
+    assert reqs[1]["status"] == 206 and reqs[1]["sent"] == len(data) - kept
 
 
 def test_one_call_retries_and_resumes_and_a_server_ignoring_range_restarts(tmp_path: Path) -> None:
