@@ -164,11 +164,19 @@ def preprocessing_line(variant: Variant) -> str:
 def _verification_line(info: Mapping[str, Any]) -> str:
     """The export's own figures (export.json ``verification``): every number and flag, as written there."""
     ver = info.get("verification") or {}
-    parts = [
-        f"{k} {v:.3e}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in ver.items()
-        if isinstance(v, (int, float, bool, str))
-    ]
+    parts = []
+    for key, value in ver.items():
+        if isinstance(value, Mapping) and "max_abs_diff" in value:
+            # one comparison: the artefact against the dynamic model of a framework
+            against = value.get("against", key)
+            limit = value.get("tolerance")
+            bound = f" (tolerance {limit:.0e} x max(1, max|ref|))" if isinstance(limit, (int, float)) else ""
+            verdict = "ok" if value.get("ok") else "FAILED"
+            parts.append(f"against the {against} model max |diff| {float(value['max_abs_diff']):.3e}{bound} {verdict}")
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.3e}")
+        elif isinstance(value, (int, bool, str)):
+            parts.append(f"{key} {value}")
     return "; ".join(parts) or "see export.json"
 
 
@@ -217,9 +225,11 @@ def deployment_section(config: Mapping[str, Any]) -> str:
         if name:
             parts += [
                 "",
-                f"PaddleX 3 reads the same folder (its `inference.yml` names the model `{name}` and holds the "
-                "preprocessing; PaddleX resizes bilinearly whatever the interpolation, so its accuracy can be "
-                "slightly lower than the bicubic evaluation):",
+                f"PaddleX 3 layout: `inference.yml` names the model `{name}` (`Global.model_name`) and holds the "
+                "preprocessing. PaddleX builds a predictor only for the model names it registers, so the call "
+                "below needs a PaddleX that knows this name; porthub's tests do not run it (PaddleX resizes "
+                "bilinearly whatever the interpolation, so its accuracy can be slightly lower than the bicubic "
+                "evaluation):",
                 "",
                 "```python",
                 "from paddlex import create_model",

@@ -168,9 +168,11 @@ def _add_inference(
     for fmt in formats:
         sub = INFERENCE_DIRS[fmt]
         say(f"exporting {fmt} into {sub}/ (verified against the dynamic model)")
+        target = os.path.join(folder, *sub.split("/"))
+        # export_model writes beside its target and renames; the parent must exist
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            result = export_model(model, fmt, weights=weights, out=os.path.join(folder, *sub.split("/")),
-                                  dynamic_batch=True)
+            result = export_model(model, fmt, weights=weights, out=target, dynamic_batch=True)
         except PorthubError as exc:
             raise HubError(f"{model}: the {fmt} export failed ({exc}); nothing was published") from None
         report = dict(result.report)
