@@ -80,7 +80,7 @@ BACKENDS = ("torch", "paddle", "paddle-inference", "onnxruntime")
 EXPORTED = {
     "paddle-inference": (
         "paddle-inference",
-        [("paddle-inference+onednn", {"onednn": True}), ("paddle-inference", {"onednn": False})],
+        [("paddle-inference+onednn", {"onednn": "auto"}), ("paddle-inference", {"onednn": False})],
     ),
     "onnxruntime": ("onnx", [("onnxruntime", {})]),
 }
@@ -298,9 +298,13 @@ def _export(
     )
     seconds = time.perf_counter() - t
     runners = {}
+    info = {}
     for column, options in named if device == "cpu" else named[-1:]:
+        # oneDNN "auto": on, unless a child process finds this Paddle's oneDNN failing on the program
+        # (Paddle 3.3.0/3.3.1); then off, which the column's info says
         runners[column] = load_exported(res.out_dir, device=device, **(options if device == "cpu" else {}))
-    report = {"export_s": seconds, "verification": dict(res.report).get("verification")}
+        info[column] = dict(getattr(runners[column], "info", {}) or {})
+    report = {"export_s": seconds, "verification": dict(res.report).get("verification"), "runners": info}
     return runners, report
 
 
@@ -642,6 +646,10 @@ def main() -> int:
                     print(f"  {res['variant']} {dtype}: {backend} failed: {err}")
                 for backend, rep in res["exports"].items():
                     print(f"  {res['variant']} {dtype}: exported for {backend} in {rep['export_s']:.1f} s (verified)")
+                    for column, info in rep["runners"].items():
+                        if column.endswith("+onednn") and info.get("onednn") is False:
+                            why = info.get("onednn_probe_cause") or "probe failed"
+                            print(f"      {LABELS[column]}: oneDNN off ({why}): the column is oneDNN off")
                 for batch, r in res["batches"].items():
                     good, close = print_result(res, batch, r)
                     ok &= good
