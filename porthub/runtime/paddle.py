@@ -256,3 +256,137 @@ def run_hooked(model: Any, arr: np.ndarray, pre: Callable | None, post: Callable
         for handle in handles:
             handle.remove()
     return arrays(out), time.perf_counter() - start
+
+
+# --- deployment artefacts (issue 17): the paddle calls of porthub.export.paddle_inference ---------------
+
+#: Paddle 3.3.0/3.3.1's CPU executor with oneDNN has no conversion for some PIR attributes (a list of
+#: doubles, as interpolate's scale) and raises or aborts in the first run; fixed upstream after 3.3.1
+ONEDNN_BUG = ("Paddle 3.3.x CPU inference with oneDNN cannot convert some PIR attributes "
+              "(ConvertPirAttribute2RuntimeAttribute; fixed upstream after 3.3.1)")
+#: oneDNN on against off, relative to max(1, max|out|): the float32 output rule
+ONEDNN_TOLERANCE = 2e-5
+#: what dy2static warns on every traced attribute read that is harmless for a saved inference program
+_TO_STATIC_NOISE = (r"Tensor do not have 'place' interface", r".*'dtype' interface", r"Paddle static graph")
+
+
+def paddle_version() -> str:
+    return str(import_paddle().__version__)
+
+
+def jit_save_inference(model: Any, prefix: str, shape: list[int | None], dtype: str) -> list[str]:
+    """``paddle.jit.to_static`` on ``model`` with one input ``x`` of ``shape`` (None: a free axis) and
+    ``paddle.jit.save`` to ``prefix`` (Paddle 3's PIR format: ``prefix.json`` + ``prefix.pdiparams``).
+    Returns the files written. The model's forward is converted in place (it stays callable)."""
+    paddle = import_paddle()
+    from paddle.static import InputSpec
+
+    spec = [InputSpec(list(shape), dtype, "x")]
+    with warnings.catch_warnings():
+        for pattern in _TO_STATIC_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
+        static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, prefix)
+    folder, base = os.path.split(prefix)
+    return sorted(name for name in os.listdir(folder or ".") if name.startswith(base + "."))
+
+
+def _inference_threads() -> int:
+    """porthub's thread setting: OMP_NUM_THREADS (which :func:`paddle_cpu_settings` sets to the usable
+    cores unless the user has) else the usable cores."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return _threads()
+
+
+def inference_predictor(model_file: str, params_file: str, *, device: str = "cpu", onednn: bool = True,
+                        threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """A Paddle Inference predictor (``Config(model, params)`` + ``create_predictor``, IR passes on) as
+    numpy NCHW -> the outputs in order. ``device``: "cpu" or Paddle's "gpu:N"; on the CPU ``threads``
+    (default porthub's setting) and oneDNN on or off."""
+    import_paddle()
+    import paddle.inference as paddle_infer
+
+    config = paddle_infer.Config(model_file, params_file)
+    config.disable_glog_info()
+    config.switch_ir_optim(True)
+    if device.startswith("gpu"):
+        config.enable_use_gpu(256, int(device.partition(":")[2] or 0))
+    else:
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(int(threads or _inference_threads()))
+        if onednn:
+            config.enable_mkldnn()
+            # one cached kernel set per input shape: a dynamic batch would otherwise grow it without bound
+            config.set_mkldnn_cache_capacity(10)
+        else:
+            config.disable_mkldnn()
+    predictor = paddle_infer.create_predictor(config)
+    name = predictor.get_input_names()[0]
+    outputs = predictor.get_output_names()
+    # DataType.FLOAT32 / DataType.FLOAT16: the input is cast to it
+    want = np.dtype(str(predictor.get_input_handle(name).type()).rpartition(".")[2].lower())
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        handle = predictor.get_input_handle(name)
+        arr = np.ascontiguousarray(x, dtype=want)
+        handle.reshape(list(arr.shape))
+        handle.copy_from_cpu(arr)
+        predictor.run()
+        return [predictor.get_output_handle(out).copy_to_cpu() for out in outputs]
+
+    return run
+
+
+def _onednn_probe_main() -> None:
+    """The child of :func:`probe_onednn`: argv = model file, params file, the input shape as JSON, threads.
+    Runs the program with oneDNN off and on, on one seeded input, and prints the largest difference
+    relative to max(1, max|off|) (oneDNN can also give wrong numbers, not only fail)."""
+    import json
+
+    model_file, params_file, shape, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    off = inference_predictor(model_file, params_file, onednn=False, threads=threads)(x)
+    on = inference_predictor(model_file, params_file, onednn=True, threads=threads)(x)
+    worst = 0.0
+    for a, b in zip(off, on):
+        scale = max(1.0, float(np.abs(a).max()) if a.size else 0.0)
+        worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()) / scale if a.size else 0.0)
+    print(json.dumps({"relative_diff": worst if len(off) == len(on) else float("inf")}))
+
+
+def probe_onednn(model_file: str, params_file: str, shape: list[int], threads: int | None = None,
+                 timeout: float = 600.0) -> tuple[bool, str]:
+    """Whether a CPU predictor with oneDNN builds, runs this model once and gives the numbers of oneDNN off,
+    tried in a child process, so that Paddle 3.3.x's oneDNN failure (an exception, or an abort on some
+    attributes) never reaches the caller's process. Returns (ok, the cause in one line when not ok)."""
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("GLOG_minloglevel", "2")
+    code = "from porthub.runtime.paddle import _onednn_probe_main; _onednn_probe_main()"
+    args = [sys.executable, "-c", code, model_file, params_file, json.dumps(shape),
+            str(int(threads or _inference_threads()))]
+    try:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return False, f"the oneDNN predictor did not finish one run in {timeout:.0f} s"
+    if done.returncode == 0:
+        try:
+            diff = float(json.loads(done.stdout.strip().splitlines()[-1])["relative_diff"])
+        except (ValueError, KeyError, IndexError):
+            return False, "the oneDNN probe printed no result"
+        if diff <= ONEDNN_TOLERANCE:
+            return True, ""
+        return False, (f"Paddle {paddle_version()} CPU inference with oneDNN gives other numbers than without it on "
+                       f"this program ({diff:.3g} x max(1, max|out|) > {ONEDNN_TOLERANCE:g})")
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    known = [line for line in lines if "ConvertPirAttribute2RuntimeAttribute" in line or "Error" in line]
+    why = (known or lines or [f"exit status {done.returncode}"])[-1]
+    if "ConvertPirAttribute2RuntimeAttribute" in why:
+        return False, ONEDNN_BUG
+    return False, f"the oneDNN predictor failed ({why[:200]})"
