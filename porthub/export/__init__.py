@@ -199,6 +199,12 @@ def _other_installed(framework: str) -> bool:
     return True
 
 
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+
+
 def _publish(tmp: str, out: str, force: bool) -> None:
     """Rename the finished ``tmp`` to ``out``; with ``force`` an earlier export there is moved aside first
     and removed only once the new one is in place."""
@@ -275,6 +281,9 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
         files = list(module.write(model, x, tmp, dynamic_batch=dynamic_batch, dtype=dtype, options=options))
         seconds["write"] = time.perf_counter() - t
         del model
+        # what the runner may read (the exported shape); replaced by the full report after verification
+        _write_json(os.path.join(tmp, EXPORT_JSON), {"model": variant.name, "format": fmt, "input_size": list(size),
+                                                     "dynamic_batch": bool(dynamic_batch), "batch": batch})
         t = time.perf_counter()
         run = module.runner(tmp, device=device, options=options)
         got = _as_list(run(x))
@@ -319,9 +328,7 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
         extra = getattr(module, "report_fields", None)
         if extra is not None:
             report.update(extra())
-        with open(os.path.join(tmp, EXPORT_JSON), "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2)
-            fh.write("\n")
+        _write_json(os.path.join(tmp, EXPORT_JSON), report)
         del run
         _publish(tmp, out, force)
     except BaseException:
