@@ -24,8 +24,14 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(name: str, framework: str = "torch", pretrained: bool = False, dtype: str = "float32",
-                 **overrides: Any) -> Any:
+                 device: str | None = None, **overrides: Any) -> Any:
     """Build a registered model in ``framework`` ("torch" or "paddle"), in eval mode.
+
+    ``device``: "cpu" (default), "cuda[:N]" or "gpu[:N]" (either spelling for either framework); a GPU
+    the installed build cannot use raises :class:`porthub.errors.DeviceError` (a ValueError) before
+    anything is built or downloaded. ``dtype``: "float32" (default), "float64", "float16" or "bfloat16"
+    (pretrained weights are cast as they load; Paddle runs half precision on a GPU only, and each
+    family's declared agreement with float32 is ``FamilySpec.half_tolerance``).
 
     ``overrides`` replace the official constructor arguments (``num_classes=10``, ``features_only=True``
     with ``out_indices``); unknown ones raise TypeError. With ``pretrained=True`` the converted official
@@ -34,17 +40,21 @@ def create_model(name: str, framework: str = "torch", pretrained: bool = False, 
     checks its input against the family's rule (channels, size): a wrong one raises
     :class:`porthub.errors.InputError` (a ValueError) naming the constraint.
     """
+    from .devices import check_dtype
     from .registry import resolve
-    from .runtime import build_model, load_state
+    from .runtime import build_model, load_state, resolve_device
 
     spec, variant = resolve(name)
+    # the device and dtype first: a GPU the framework cannot use fails before a download or a build
+    where = resolve_device(device, framework)
+    check_dtype(where, dtype)
     state = None
     if pretrained:
         from .hub import pretrained_state
 
         # weights first: a missing or damaged repository fails before the (slow) model build
         state = pretrained_state(variant.name, framework)
-    model = build_model(spec, variant.model(**overrides), framework, dtype, name=variant.name)
+    model = build_model(spec, variant.model(**overrides), framework, dtype, name=variant.name, device=where)
     if state is not None:
         load_state(model, _fit_classifier(model, state, spec, variant, framework), spec, framework, variant.name)
     # what porthub.data_config reads off the model

@@ -119,7 +119,14 @@ def _parser() -> argparse.ArgumentParser:
         "--topk", type=int, default=0, metavar="K", help="with MODEL: print both frameworks' top K classes side by side"
     )
     s.add_argument("--framework", choices=("torch", "paddle", "both"), default="both")
-    s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    s.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "float16", "bfloat16"),
+        default="float32",
+        help="float16/bfloat16 (with MODEL): each --framework's half-precision model against its float32 model, "
+        "within the family's declared limit (Paddle runs half precision on a GPU only)",
+    )
+    s.add_argument("--device", default="cpu", help="where the models run: cpu, cuda[:N] or gpu[:N]")
     s.add_argument("--no-features", action="store_true", help="compare only the final output")
     s.add_argument(
         "--backward",
@@ -206,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
         "weights, from the hubs then the official source)",
     )
     s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
+    s.add_argument("--device", default="cpu", help="where the models run: cpu, cuda[:N] or gpu[:N]")
     s.add_argument("--batch-size", type=int, default=32, metavar="B")
     s.add_argument("--workers", type=int, metavar="W", help="decoding threads (default: up to 8, the cores)")
     s.add_argument(
@@ -391,10 +399,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--backward compares PyTorch's gradients with Paddle's on a MODEL, not on --reference")
     if args.topk < 0:
         raise InputError("--topk must be a positive number of classes")
-    if args.reference:
+    half = args.dtype in ("float16", "bfloat16")
+    if half and (args.reference or not args.model or args.backward or args.report or args.topk):
+        raise InputError(f"--dtype {args.dtype} compares a MODEL's half-precision outputs with its float32 ones; "
+                         "it goes without --reference, --backward, --report and --topk")
+    from .runtime import on_device, resolve_device
+
+    # the device for every framework that will run, before any model is built
+    for framework in frameworks:
+        resolve_device(args.device, framework)
+    if half:
+        from .devices import check_dtype
+        from .pairs import verify_half
+
+        for framework in frameworks:
+            check_dtype(resolve_device(args.device, framework), args.dtype)
+        report = verify_half(args.model, args.dtype, weights, image=args.input, device=args.device,
+                             frameworks=frameworks)
+    elif args.reference:
         from .verify import verify_reference
 
-        report = verify_reference(args.reference, frameworks, args.dtype, weights, not args.no_features)
+        with on_device(args.device):
+            report = verify_reference(args.reference, frameworks, args.dtype, weights, not args.no_features)
     elif args.model:
         from .pairs import verify_pair
         from .registry import resolve
@@ -416,12 +442,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             image=args.input,
             report_dir=args.report,
             topk=args.topk,
+            device=args.device,
             **({"features": False} if args.no_features else {}),
         )
         if args.backward:
             from .gradients import verify_gradients
 
-            grads = verify_gradients(args.model, args.dtype, weights, image=args.input)
+            with on_device(args.device):
+                grads = verify_gradients(args.model, args.dtype, weights, image=args.input)
             report["gradients"] = grads.as_dict()
             report["ok"] = report["ok"] and grads.ok
             report.setdefault("notes", []).extend(grads.lines())
@@ -530,20 +558,25 @@ _COMMANDS["fetch"] = _cmd_fetch
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import card_target, evaluate, write_card
+    from .evaluate import card_target, check_frameworks, evaluate, write_card
+    from .runtime import on_device, resolve_device
 
-    # the repository (and that --weights is its file) is checked before any image is read
+    # the device for each framework first, then the repository (and that --weights is its file), all
+    # before any image is read
+    for framework in check_frameworks(args.framework):
+        resolve_device(args.device, framework)
     target = None if args.write_card is None else card_target(args.model, args.weights, args.write_card or None)
-    result = evaluate(
-        args.model,
-        args.data,
-        args.framework,
-        args.weights if target is None else target.weights,
-        args.limit,
-        args.batch_size,
-        args.workers,
-        progress=None if not args.json else False,
-    )
+    with on_device(args.device):
+        result = evaluate(
+            args.model,
+            args.data,
+            args.framework,
+            args.weights if target is None else target.weights,
+            args.limit,
+            args.batch_size,
+            args.workers,
+            progress=None if not args.json else False,
+        )
     if target is not None:
         result["card"] = write_card(target, result, args.data)
     if args.json:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .report import LayerComparison, ModelReport
 
 __all__ = ["seeded_state", "seeded_input", "pair_input", "pair_state", "layer_report", "verify_pair",
-           "roundtrip_identical"]
+           "verify_half", "roundtrip_identical"]
 
 
 def seeded_state(spec: FamilySpec, ref: ModelRef, seed: int = 0, model: Any = None) -> "OrderedDict[str, np.ndarray]":
@@ -143,14 +143,72 @@ def _outputs_only(spec: FamilySpec, ref: ModelRef, state: Mapping[str, np.ndarra
 
 def verify_pair(name: str, dtype: str = "float32", weights: str | None = None, batch: int = 1,
                 image: str | None = None, report_dir: str | None = None, topk: int = 0,
-                features: bool = True) -> dict[str, Any]:
+                features: bool = True, device: str | None = None) -> dict[str, Any]:
     """Run both frameworks on one state (seeded, or read from ``weights``) and one input (seeded, or
     ``image``), compare the outputs and every module's output (see :mod:`porthub.report`).
 
     ``report_dir``: also run the other dtype and write the JSON, Markdown and PNG report there.
     ``topk``: add both frameworks' top classes side by side to the notes.
     ``features=False``: compare the final output only (no per-layer hooks, no report).
+    ``device``: where both models run ("cpu", "cuda:N" or "gpu:N"; checked for both frameworks first).
+    float16/bfloat16: see :func:`verify_half`.
     """
+    from .runtime import on_device, resolve_device
+
+    if dtype in ("float16", "bfloat16"):
+        return verify_half(name, dtype, weights, batch, image, device)
+    for framework in (TORCH, PADDLE):
+        resolve_device(device, framework)
+    with on_device(device):
+        out = _verify_pair(name, dtype, weights, batch, image, report_dir, topk, features)
+    out["device"] = device or "cpu"
+    return out
+
+
+def verify_half(name: str, dtype: str, weights: str | None = None, batch: int = 1, image: str | None = None,
+                device: str | None = None, frameworks: Sequence[str] = (TORCH, PADDLE)) -> dict[str, Any]:
+    """Each framework's model run in ``dtype`` (float16 or bfloat16) against the same framework's model in
+    float32, on the same weights (seeded or ``weights``) and input, on ``device``, judged by the family's
+    declared :class:`~porthub.spec.HalfTolerance` with the rule of :mod:`porthub.compare`. The device and
+    dtype are checked for every framework before any model is built (Paddle has no half-precision CPU
+    kernels: on the CPU ask for ``frameworks=("torch",)``)."""
+    from .devices import HALF_DTYPES, check_dtype
+    from .errors import InputError
+    from .runtime import build_model, cast_model, load_state, resolve_device, run_model
+
+    if dtype not in HALF_DTYPES:
+        raise InputError(f"half precision is float16 or bfloat16, not {dtype!r}")
+    spec, variant = resolve(name)
+    if spec.half_tolerance is None:
+        raise InputError(f"family {spec.family!r} declares no half-precision tolerance")
+    tol = spec.half_tolerance.for_dtype(dtype)
+    where = {framework: resolve_device(device, framework) for framework in frameworks}
+    for framework in frameworks:
+        check_dtype(where[framework], dtype)
+    x, described = pair_input(name, image, batch)
+    state = pair_state(name, weights)
+    results = []
+    for framework in frameworks:
+        model = build_model(spec, variant.model(), framework, "float32", variant.name, device=where[framework])
+        load_state(model, state, spec, framework, variant.name)
+        ref = run_model(model, x, framework, "float32")[0]
+        got = run_model(cast_model(model, framework, dtype), x, framework, dtype)[0]
+        del model
+        for r in compare_outputs(ref, got, tol, framework, dtype):
+            row = r.as_dict()
+            # the figure the declared limit is set from: max|diff| / max(1, max|ref|)
+            row["relative"] = r.max_abs_diff * tol / r.tolerance
+            results.append(row)
+    notes = [f"{dtype} against float32 in the same framework on the same weights and input, on "
+             f"{', '.join(str(d) for d in where.values())}: limit {tol:.1e} x max(1, max|ref|) "
+             f"({spec.half_tolerance.reason})"]
+    return {"ok": all(r["ok"] for r in results), "model": variant.name, "dtype": dtype, "reference": "float32",
+            "device": device or "cpu", "frameworks": list(frameworks), "weights": weights or "seeded",
+            "input": described, "results": results, "notes": notes}
+
+
+def _verify_pair(name: str, dtype: str, weights: str | None, batch: int, image: str | None,
+                 report_dir: str | None, topk: int, features: bool) -> dict[str, Any]:
     from .report import compare_layers, topk_lines, write_report
 
     spec, variant = resolve(name)

@@ -33,6 +33,7 @@ __all__ = [
     "FeatureSet",
     "ModelRef",
     "Tolerance",
+    "HalfTolerance",
     "LayerTolerance",
     "InputRule",
     "FamilySpec",
@@ -232,6 +233,33 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class HalfTolerance:
+    """How far a model run in float16 / bfloat16 may be from the same model in float32 on the same weights
+    and input: ``max|half - ref| <= limit * max(1, max|ref|)``, ``ref`` the float32 output (the rule of
+    :mod:`porthub.compare`). ``measured`` holds the figures the limits were set from (``"bfloat16"``,
+    ``"float16"``: the worst relative difference seen), ``reason`` says where and how they were measured."""
+
+    float16: float
+    bfloat16: float
+    reason: str
+    measured: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for dtype in ("float16", "bfloat16"):
+            if not 0 < getattr(self, dtype) < 1:
+                raise SpecError(f"half tolerance for {dtype} must be in (0, 1), not {getattr(self, dtype)!r}")
+            seen = self.measured.get(dtype)
+            if seen is not None and seen > getattr(self, dtype):
+                raise SpecError(f"half tolerance for {dtype} ({getattr(self, dtype)}) is below its own measured "
+                                f"figure ({seen})")
+
+    def for_dtype(self, dtype: str) -> float:
+        if dtype not in ("float16", "bfloat16"):
+            raise SpecError(f"a half-precision tolerance is for float16 or bfloat16, not {dtype!r}")
+        return float(getattr(self, dtype))
+
+
+@dataclass(frozen=True)
 class LayerTolerance:
     """A looser tolerance for the modules whose path fully matches ``modules`` (a regex), in one
     framework's comparison with PyTorch: a kernel that cannot match the family's tolerance there says
@@ -285,6 +313,8 @@ class FamilySpec:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     #: per-layer exceptions (Paddle kernels that cannot reach the family's tolerance there say so here)
     layer_tolerances: Sequence[LayerTolerance] = ()
+    #: float16 / bfloat16 against float32 on the same weights and input (measured; None: not declared)
+    half_tolerance: HalfTolerance | None = None
     paper: str = ""
     official_repo: str = ""
     licence: str = ""

@@ -9,10 +9,13 @@ framework-specific halves are :mod:`porthub.runtime.torch` and :mod:`porthub.run
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import os
 import re
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -56,7 +59,23 @@ __all__ = [
     "model_device",
     "cast_model",
     "HALF_DTYPES",
+    "on_device",
 ]
+
+#: the device build_model uses when it is given none (set by :func:`on_device`)
+_DEFAULT_DEVICE: contextvars.ContextVar["str | Device | None"] = contextvars.ContextVar("porthub_device", default=None)
+
+
+@contextlib.contextmanager
+def on_device(device: "str | Device | None") -> Iterator[None]:
+    """Within the block, :func:`build_model` without ``device`` builds on ``device`` (in either
+    framework's spelling), so a service that builds models (a layer report, an evaluation) runs on a GPU
+    without passing the device through every call."""
+    token = _DEFAULT_DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DEFAULT_DEVICE.reset(token)
 
 _SIDES = {TORCH: _torch, PADDLE: _paddle}
 
@@ -145,8 +164,13 @@ def build_model(
     those messages (default: the registered variant ``ref`` builds, else the family and class).
     """
     side = _side(framework)
-    where = resolve_device(device, framework)
+    where = resolve_device(device if device is not None else _DEFAULT_DEVICE.get(), framework)
     check_dtype(where, dtype)
+    if where.is_gpu:
+        # float32 on a GPU means float32: cuBLAS/cuDNN would otherwise use TF32 (10-bit mantissa) for
+        # matmuls and convolutions on Ampere and later, ~1e-3 off the CPU; read when CUDA makes its handles,
+        # for both frameworks, unless the user has set it
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
     cls = model_class(spec, ref.class_name, framework)
     model = side.build(cls, dict(ref.kwargs), dtype, where.name)
     model.eval()

@@ -42,6 +42,10 @@ def import_torch() -> Any:
 
 def build(cls: type, kwargs: dict[str, Any], dtype: str, device: str = "cpu") -> Any:
     torch = import_torch()
+    if device != "cpu":
+        # float32 stays float32 on the GPU (no TF32 in matmuls and cuDNN convolutions), as on the CPU
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return cls(**kwargs).to(device=device, dtype=getattr(torch, dtype))
 
 
