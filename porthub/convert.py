@@ -128,11 +128,16 @@ class Found:
 
 def _float_dtypes(state: Mapping[str, np.ndarray]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
+    # a state dict has a thousand tensors and one or two dtype objects: name each dtype once (the
+    # arrays keep their dtypes alive, so an id stands for one dtype throughout the loop)
+    names: dict[int, str | None] = {}
     for value in state.values():
-        if is_bfloat16(value):
-            seen["bfloat16"] = None
-        elif value.dtype.kind == "f":
-            seen[str(value.dtype)] = None
+        key = id(value.dtype)
+        if key not in names:
+            names[key] = "bfloat16" if is_bfloat16(value) else str(value.dtype) if value.dtype.kind == "f" else None
+        name = names[key]
+        if name is not None:
+            seen[name] = None
     return tuple(seen)
 
 
@@ -387,10 +392,11 @@ def convert_file(target: Target, src: str, to: str, out: str | None = None, fmt:
     written = _written(obj, dest)
     save_checkpoint(obj, path, fmt, metadata, overwrite=force)
     found = Found.of(reading)
+    dtypes = found.dtypes if dtype is None else _float_dtypes(state)
     notes = [note] if (note := _task_note(target, to, dest)) else []
     return {"src": src, "out": path, "from_layout": found.layout, "container": found.container,
             "stripped": list(found.stripped), "skipped": list(found.skipped), "to_layout": dest.name, "format": fmt,
-            "tensors": written, "dtypes": list(_float_dtypes(state)), "model": target.name, "read": found.describe(),
+            "tensors": written, "dtypes": list(dtypes), "model": target.name, "read": found.describe(),
             "notes": notes}
 
 
