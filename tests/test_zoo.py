@@ -148,7 +148,7 @@ def _leftovers(home: Path) -> list[str]:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.zoo
 def test_every_catalogued_variant_is_published_then_a_second_run_publishes_nothing(tmp_path: Path) -> None:
     """Full size, all of the registry's catalogue: one command publishes every variant (verified in
     float32, both frameworks), a second publishes nothing new and rewrites nothing."""
