@@ -22,6 +22,7 @@ from porthub.spec import (
     TORCH,
     FamilySpec,
     FeatureSet,
+    HalfTolerance,
     InputRule,
     LayerKind,
     LayerRule,
@@ -430,6 +431,18 @@ def input_rule(ref: ModelRef) -> InputRule:
                          f"{step}) or use the dense backbone {BACKBONE}, which takes any multiple of {step}")
 
 
+#: float16/bfloat16 against float32 (porthub.pairs.verify_half), measured on the CPU
+HALF_TOLERANCE = HalfTolerance(
+    float16=0.005,
+    bfloat16=0.05,
+    reason=("measured 2026-12-04 on the CPU (PyTorch 2.13, crossformer_pp_small at the registered size, seeded "
+            "weights, seeded noise batch 1 and 2): worst max|diff| / max(1, max|ref|) bfloat16 1.57e-02, float16 "
+            "1.43e-03; each limit is 3x that or more, rounded up: half precision keeps 8 (bfloat16) / "
+            "11 (float16) mantissa bits and its rounding adds up over the blocks, softmax and normalisation"),
+    measured={"bfloat16": 0.0157, "float16": 0.00143},
+)
+
+
 SPEC = FamilySpec(
     family="crossformer",
     title="CrossFormer and CrossFormer++",
@@ -451,6 +464,7 @@ SPEC = FamilySpec(
     paper=PAPER,
     official_repo=f"{OFFICIAL_REPO} @ {OFFICIAL_COMMIT_MAIN} (main); @ {OFFICIAL_COMMIT_V1} (branch crossformer, 2021)",
     licence=LICENCE,
+    half_tolerance=HALF_TOLERANCE,
     # data/build.py build_transform (eval, TEST.CROP=True): Resize(int(256/224 * 224)), bicubic
     # (DATA.INTERPOLATION), CenterCrop(224), timm IMAGENET_DEFAULT_MEAN/STD
     preprocessing=IMAGENET_EVAL_224,
