@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
@@ -35,11 +34,14 @@ def _say(message: str) -> None:
 def _quiet_http_log() -> None:
     # paddle installs an INFO handler on the root logger when imported (push verifies in Paddle), which
     # would print every HTTP request huggingface_hub's client makes; the progress bars already show them
+    import logging  # here: `porthub list` builds the parser (which imports this module) and must stay fast
+
     for name in ("httpx", "httpx2", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from .export import export_model
     from .hub.publish import check_inference, push
 
     _quiet_http_log()
@@ -54,6 +56,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         args.private,
         progress=None if args.json else _say,
         inference=formats,
+        exporter=export_model if formats else None,
     )
     if args.json:
         print(json.dumps(result))

@@ -157,13 +157,17 @@ def check_inference(formats: Sequence[str] | str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: ``porthub.export.export_model``'s signature, as the hub calls it (the front passes it in: porthub.export
+#: reads pretrained weights through porthub.hub, so the hub cannot import it back without a circle)
+Exporter = Callable[..., Any]
+
+
 def _add_inference(
-    model: str, weights: str, folder: str, formats: Sequence[str], files: dict[str, dict[str, Any]], say: Progress
+    model: str, weights: str, folder: str, formats: Sequence[str], files: dict[str, dict[str, Any]], say: Progress,
+    export_model: Exporter,
 ) -> dict[str, Any]:
     """Export ``weights`` in each of ``formats`` into the repository ``folder``; record the files; return
     config.json's ``inference`` table (folder, files, the export's verification figures)."""
-    from ..export import export_model
-
     table: dict[str, Any] = {}
     for fmt in formats:
         sub = INFERENCE_DIRS[fmt]
@@ -212,6 +216,14 @@ def _paddlex_model_name(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _check_exporter(formats: Sequence[str], exporter: Exporter | None) -> None:
+    if formats and exporter is None:
+        raise InputError(
+            "inference models need the exporter: pass exporter=porthub.export.export_model "
+            "(porthub push --with-inference does)"
+        )
+
+
 def _record(folder: str, files: dict[str, dict[str, Any]]) -> None:
     for name, info in files.items():
         if "sha256" not in info:
@@ -229,10 +241,12 @@ def build_repo(
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
     inference: Sequence[str] = (),
+    exporter: Exporter | None = None,
 ) -> dict[str, Any]:
     """Write the repository of ``model`` converted from ``weights`` (any released layout, either
     framework) into ``folder``; return its config. Raises HubError when verification fails.
-    ``inference``: deployment formats (``paddle-inference``, ``onnx``) exported beside the weights.
+    ``inference``: deployment formats (``paddle-inference``, ``onnx``) exported beside the weights by
+    ``exporter`` (:func:`porthub.export.export_model`).
 
     ``provenance`` (from :mod:`porthub.sources`) says where the file came from; without it the file
     counts as official only when its sha256 is one the sources catalogue records."""
@@ -317,8 +331,9 @@ def build_repo(
     for name in ("test/input.npy", *config["equivalence"]["outputs"].values()):
         files[name] = {"role": "reference input" if name.endswith("input.npy") else "source checkpoint output"}
     formats = check_inference(inference)
+    _check_exporter(formats, exporter)
     if formats:
-        config["inference"] = _add_inference(variant.name, weights, folder, formats, files, say)
+        config["inference"] = _add_inference(variant.name, weights, folder, formats, files, say, exporter)
     _record(folder, files)
     say("writing README.md")
     with atomic_write(os.path.join(folder, "README.md")) as fh:
@@ -378,12 +393,15 @@ def push(
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
     inference: Sequence[str] | str | None = None,
+    exporter: Exporter | None = None,
 ) -> dict[str, Any]:
     """Convert ``weights``, verify, and publish one repository to the local hub or a Hub endpoint;
-    ``inference``: deployment formats exported and verified beside the weights (see :func:`build_repo`)."""
+    ``inference``: deployment formats exported and verified beside the weights by ``exporter``
+    (``porthub.export.export_model``; see :func:`build_repo`)."""
     from ..registry import resolve
 
     formats = check_inference(inference)
+    _check_exporter(formats, exporter)
     if not os.path.isfile(weights):
         raise MissingFileError(f"no such checkpoint: {weights}; pass the official file")
     variant = resolve(model)[1]
@@ -404,7 +422,7 @@ def push(
             shutil.rmtree(old, ignore_errors=True)
     folder = tempfile.mkdtemp(prefix=temporary_prefix(slug), suffix=".partial", dir=staging_root)
     try:
-        config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance, formats)
+        config = build_repo(model, weights, folder, repo_id, dtypes, progress, provenance, formats, exporter)
         if kind == "local":
             where = publish_local(folder, repo_id, revision, dest)
             result = {"repo_id": repo_id, "hub": "local", "path": where, "revision": revision or "main"}
