@@ -24,8 +24,10 @@ from paddle.distributed.fleet.utils import recompute
 from porthub.geometry.crossformer import compute_group_size, dpb_tables, group_mask, pad_amounts
 
 from .layers import (
+    AdaptiveAvgPool1D,
     ClassifierMixin,
     DropPath,
+    LayerNorm,
     Mlp,
     attention,
     check_num_classes,
@@ -70,9 +72,9 @@ class DynamicPosBias(nn.Layer):
         self.num_heads = num_heads
         self.pos_dim = dim // 4
         self.pos_proj = nn.Linear(2, self.pos_dim)
-        self.pos1 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
-        self.pos2 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
-        self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.num_heads))
+        self.pos1 = nn.Sequential(LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
+        self.pos2 = nn.Sequential(LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.pos_dim))
+        self.pos3 = nn.Sequential(LayerNorm(self.pos_dim), nn.ReLU(), nn.Linear(self.pos_dim, self.num_heads))
 
     def forward(self, biases):
         if self.residual:
@@ -161,7 +163,7 @@ class CrossFormerBlock(nn.Layer):
 
     def __init__(self, dim, input_resolution, num_heads, group_size=7, interval=8, lsda_flag=0,
                  mlp_ratio=4.0, qkv_bias=True, qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 act_layer=nn.GELU, norm_layer=nn.LayerNorm, num_patch_size=1,
+                 act_layer=nn.GELU, norm_layer=LayerNorm, num_patch_size=1,
                  pad_type=0, use_extra_conv=True, use_cpe=False, no_mask=False, adaptive_interval=False, dynamic=False):
         super().__init__()
         norm_layer = make_norm(norm_layer)
@@ -280,7 +282,7 @@ class CrossFormerBlock(nn.Layer):
 class PatchMerging(nn.Layer):
     """Cross-scale merging: LayerNorm first, then stride-2 convs of several kernel sizes, concatenated."""
 
-    def __init__(self, input_resolution, dim, norm_layer=nn.LayerNorm, patch_size=[2], num_input_patch_size=1):
+    def __init__(self, input_resolution, dim, norm_layer=LayerNorm, patch_size=[2], num_input_patch_size=1):
         super().__init__()
         self.input_resolution = input_resolution
         self.dim = dim
@@ -309,7 +311,7 @@ class Stage(nn.Layer):
 
     def __init__(self, dim, input_resolution, depth, num_heads, group_size, interval,
                  mlp_ratio=4.0, qkv_bias=True, qk_scale=None, drop=0.0, attn_drop=0.0,
-                 drop_path=0.0, norm_layer=nn.LayerNorm, downsample=None, use_checkpoint=False,
+                 drop_path=0.0, norm_layer=LayerNorm, downsample=None, use_checkpoint=False,
                  patch_size_end=[4], num_patch_size=None, use_cpe=False, pad_type=0,
                  no_mask=False, adaptive_interval=False, use_acl=False, dynamic=False):
         super().__init__()
@@ -500,7 +502,7 @@ class CrossFormer(ClassifierMixin, _CrossFormerTrunk):
                  group_size=[7, 7, 7, 7], crs_interval=[8, 4, 2, 1], mlp_ratio=4.0,
                  qkv_bias=True, qk_scale=None,
                  drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.1,
-                 norm_layer=nn.LayerNorm, ape=False, patch_norm=True,
+                 norm_layer=LayerNorm, ape=False, patch_norm=True,
                  use_checkpoint=False, merge_size=[[2], [2], [2]], use_cpe=False,
                  group_type="constant", pad_type=0, no_mask=False,
                  adaptive_interval=False, use_acl=False, features_only=False, out_indices=(0, 1, 2, 3)):
@@ -514,7 +516,7 @@ class CrossFormer(ClassifierMixin, _CrossFormerTrunk):
         for layer in self.layers:
             layer.return_map = features_only
         self.norm = make_norm(norm_layer)(self.num_features)
-        self.avgpool = nn.AdaptiveAvgPool1D(1)
+        self.avgpool = AdaptiveAvgPool1D(1)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
@@ -562,7 +564,7 @@ class CrossFormerBackbone(_CrossFormerTrunk):
                  group_size=[7, 7, 7, 7], crs_interval=[8, 4, 2, 1], mlp_ratio=4.0,
                  qkv_bias=True, qk_scale=None,
                  drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.1,
-                 norm_layer=nn.LayerNorm, ape=False, patch_norm=True,
+                 norm_layer=LayerNorm, ape=False, patch_norm=True,
                  use_checkpoint=False, merge_size=[[2], [2], [2]], use_cpe=False,
                  group_type="constant", pad_type=0, no_mask=False,
                  adaptive_interval=False, use_acl=False, init_cfg=None, out_indices=(0, 1, 2, 3)):

@@ -20,8 +20,10 @@ import math
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
+from paddle.distributed.fleet.utils import recompute
 
 from .layers import (
+    AdaptiveAvgPool1D,
     ClassifierMixin,
     DropPath,
     Mlp,
@@ -520,7 +522,11 @@ class BasicLayer(nn.Layer):
 
     def forward(self, x):
         for blk in self.blocks:
-            x = blk(x)
+            if self.use_checkpoint and self.training:
+                # the official BasicLayer checkpoints every block (recomputed in the backward)
+                x = recompute(blk, x)
+            else:
+                x = blk(x)
         image = None
         if self.downsample is not None or self.return_map:
             image = x.reshape([x.shape[0], self.input_resolution[0], self.input_resolution[1], -1]).transpose(
@@ -594,7 +600,7 @@ class FocalTransformer(ClassifierMixin, nn.Layer):
                 use_layerscale=use_layerscale, layerscale_value=layerscale_value, **extra))
 
         self.norm = norm_layer(self.num_features)
-        self.avgpool = nn.AdaptiveAvgPool1D(1)
+        self.avgpool = AdaptiveAvgPool1D(1)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         for layer in self.layers:
             layer.return_map = features_only

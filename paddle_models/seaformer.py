@@ -12,7 +12,15 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
-from paddle_models.layers import ClassifierMixin, DropPath, check_num_classes, dense_layout, select_features
+from paddle_models.layers import (
+    AdaptiveAvgPool2D,
+    BatchNorm2D,
+    ClassifierMixin,
+    DropPath,
+    check_num_classes,
+    dense_layout,
+    select_features,
+)
 
 __all__ = [
     "Conv2d_BN",
@@ -68,7 +76,7 @@ def _build_norm(norm_cfg, num_features):
     if cfg:
         raise ValueError(f"norm_cfg keys {sorted(cfg)} are not supported; only type, requires_grad, eps, momentum")
     # Paddle's momentum weighs the running statistic, torch's the new batch statistic
-    return nn.BatchNorm2D(num_features, momentum=1 - momentum, epsilon=eps)
+    return BatchNorm2D(num_features, momentum=1 - momentum, epsilon=eps)
 
 
 def _build_act(act_cfg):
@@ -441,7 +449,7 @@ class SeaFormer(ClassifierMixin, _SeaFormerStages):
         self._build_stages(cfgs, channels, emb_dims, key_dims, depths, num_heads, attn_ratios, mlp_ratios,
                            drop_path_rate, norm_cfg, act_layer, seg_detail=False)
         self.linear = nn.Linear(channels[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.avgpool = nn.AdaptiveAvgPool2D((1, 1))
+        self.avgpool = AdaptiveAvgPool2D((1, 1))
 
     def forward_features(self, x):
         """The last stage's map (B, C, H, W), or with ``features_only`` the picked maps."""

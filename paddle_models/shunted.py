@@ -11,8 +11,10 @@ import paddle
 from paddle import nn
 
 from .layers import (
+    BatchNorm2D,
     ClassifierMixin,
     DropPath,
+    LayerNorm,
     attention,
     check_num_classes,
     dense_layout,
@@ -112,9 +114,9 @@ class Attention(nn.Layer):
             coarse, fine = SR_KERNELS[sr_ratio]
             self.act = nn.GELU()
             self.sr1 = nn.Conv2D(dim, dim, kernel_size=coarse, stride=coarse)
-            self.norm1 = nn.LayerNorm(dim, epsilon=DEFAULT_LN_EPS)
+            self.norm1 = LayerNorm(dim, epsilon=DEFAULT_LN_EPS)
             self.sr2 = nn.Conv2D(dim, dim, kernel_size=fine, stride=fine)
-            self.norm2 = nn.LayerNorm(dim, epsilon=DEFAULT_LN_EPS)
+            self.norm2 = LayerNorm(dim, epsilon=DEFAULT_LN_EPS)
             # each of k and v covers half of the heads, so kv1/kv2 map dim -> dim, not 2*dim
             self.kv1 = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
             self.kv2 = nn.Linear(dim, dim, bias_attr=None if qkv_bias else False)
@@ -174,7 +176,7 @@ class Block(nn.Layer):
         attn_drop=0.0,
         drop_path=0.0,
         act_layer=nn.GELU,
-        norm_layer=nn.LayerNorm,
+        norm_layer=LayerNorm,
         sr_ratio=1,
     ):
         super().__init__()
@@ -214,7 +216,7 @@ class OverlapPatchEmbed(nn.Layer):
         self.proj = nn.Conv2D(
             in_chans, embed_dim, kernel_size=patch_size, stride=stride, padding=(patch_size[0] // 2, patch_size[1] // 2)
         )
-        self.norm = nn.LayerNorm(embed_dim, epsilon=DEFAULT_LN_EPS)
+        self.norm = LayerNorm(embed_dim, epsilon=DEFAULT_LN_EPS)
 
     def forward(self, x):
         x = self.proj(x)
@@ -231,12 +233,12 @@ class Head(nn.Layer):
 
     def __init__(self, num):
         super().__init__()
-        stem = [nn.Conv2D(3, 64, 7, 2, padding=3, bias_attr=False), nn.BatchNorm2D(64), nn.ReLU()]
+        stem = [nn.Conv2D(3, 64, 7, 2, padding=3, bias_attr=False), BatchNorm2D(64), nn.ReLU()]
         for _ in range(num):
-            stem += [nn.Conv2D(64, 64, 3, 1, padding=1, bias_attr=False), nn.BatchNorm2D(64), nn.ReLU()]
+            stem += [nn.Conv2D(64, 64, 3, 1, padding=1, bias_attr=False), BatchNorm2D(64), nn.ReLU()]
         stem.append(nn.Conv2D(64, 64, kernel_size=2, stride=2))
         self.conv = nn.Sequential(*stem)
-        self.norm = nn.LayerNorm(64, epsilon=DEFAULT_LN_EPS)
+        self.norm = LayerNorm(64, epsilon=DEFAULT_LN_EPS)
 
     def forward(self, x):
         x = self.conv(x)
@@ -263,7 +265,7 @@ class ShuntedTransformer(ClassifierMixin, nn.Layer):
         drop_rate=0.0,
         attn_drop_rate=0.0,
         drop_path_rate=0.0,
-        norm_layer=nn.LayerNorm,
+        norm_layer=LayerNorm,
         depths=(3, 4, 6, 3),
         sr_ratios=(8, 4, 2, 1),
         num_stages=4,

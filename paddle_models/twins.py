@@ -20,6 +20,7 @@ from paddle import nn
 from .layers import (
     ClassifierMixin,
     DropPath,
+    LayerNorm,
     Mlp,
     attention,
     check_num_classes,
@@ -147,7 +148,7 @@ class Attention(nn.Layer):
         if sr_ratio > 1:
             self.sr = nn.Conv2D(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             # a plain LayerNorm (eps 1e-5), not the model's norm_layer
-            self.norm = nn.LayerNorm(dim)
+            self.norm = LayerNorm(dim)
 
     def forward(self, x, H, W):
         B, N, C = x.shape
@@ -194,7 +195,7 @@ class Block(nn.Layer):
     """PCPVT block: pre-norm GSA + MLP."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop=0.0, attn_drop=0.0,
-                 drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm, sr_ratio=1):
+                 drop_path=0.0, act_layer=nn.GELU, norm_layer=LayerNorm, sr_ratio=1):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
@@ -212,7 +213,7 @@ class SBlock(nn.Layer):
     """timm 0.3.2 ViT block (used by the official ``PCPVT`` class); ignores the grid size."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop=0.0, attn_drop=0.0,
-                 drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm, sr_ratio=1):
+                 drop_path=0.0, act_layer=nn.GELU, norm_layer=LayerNorm, sr_ratio=1):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = ViTAttention(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale,
@@ -234,7 +235,7 @@ class GroupBlock(nn.Layer):
     """
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop=0.0, attn_drop=0.0,
-                 drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm, sr_ratio=1, ws=1):
+                 drop_path=0.0, act_layer=nn.GELU, norm_layer=LayerNorm, sr_ratio=1, ws=1):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.drop_path = _drop_path(drop_path)
@@ -277,7 +278,7 @@ class PatchEmbed(nn.Layer):
         self.H, self.W = img_size[0] // patch_size[0], img_size[1] // patch_size[1]
         self.num_patches = self.H * self.W
         self.proj = nn.Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = LayerNorm(embed_dim)
 
     def forward(self, x):
         H, W = x.shape[2] // self.patch_size[0], x.shape[3] // self.patch_size[1]
@@ -336,7 +337,7 @@ class CPVTV2(ClassifierMixin, nn.Layer):
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 256, 512),
                  num_heads=(1, 2, 4, 8), mlp_ratios=(4, 4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(3, 4, 6, 3),
+                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=LayerNorm, depths=(3, 4, 6, 3),
                  sr_ratios=(8, 4, 2, 1), block_cls=Block, F4=False, extra_norm=False, features_only=False,
                  out_indices=(0, 1, 2, 3)):
         super().__init__()
@@ -431,7 +432,7 @@ class PCPVT(CPVTV2):
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 256),
                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(4, 4, 4),
+                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=LayerNorm, depths=(4, 4, 4),
                  sr_ratios=(4, 2, 1), block_cls=SBlock, F4=False, extra_norm=False, features_only=False,
                  out_indices=(0, 1, 2, 3)):
         super().__init__(img_size, patch_size, in_chans, num_classes, embed_dims, num_heads, mlp_ratios, qkv_bias,
@@ -444,7 +445,7 @@ class ALTGVT(PCPVT):
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 256),
                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), qkv_bias=False, qk_scale=None, drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=nn.LayerNorm, depths=(4, 4, 4),
+                 attn_drop_rate=0.0, drop_path_rate=0.0, norm_layer=LayerNorm, depths=(4, 4, 4),
                  sr_ratios=(4, 2, 1), block_cls=GroupBlock, wss=(7, 7, 7), F4=False, extra_norm=False,
                  strides=(2, 2, 2), features_only=False, out_indices=(0, 1, 2, 3)):
         # The official class builds its parent and then re-creates blocks (and patch_embeds for custom

@@ -13,6 +13,7 @@ from porthub.normspec import parse_norm_layer
 __all__ = [
     "DropPath", "Identity", "Mlp", "attention", "dense_layout", "make_norm", "to_2tuple", "register_constant",
     "FeatureInfo", "select_features", "check_num_classes", "reject_unknown", "ClassifierMixin",
+    "LayerNorm", "BatchNorm2D", "AdaptiveAvgPool1D", "AdaptiveAvgPool2D",
 ]
 
 Identity = nn.Identity
@@ -28,6 +29,45 @@ def dense_layout(forward):
     """Twin of Paddle's decorator, which turns Paddle's slow strided copies off around a model's
     forward. PyTorch's kernels read transposed views in place, so ``forward`` is returned as it is."""
     return forward
+
+
+# Twins of the Paddle classes that work around Paddle 3.3.1's kernels (see paddle_models/layers.py).
+# PyTorch's own kernels are exact to float64 rounding here (measured against a long-double reference:
+# LayerNorm and train-mode BatchNorm gradients ~4e-16 relative, global average pooling exact), so
+# the twins are PyTorch's modules unchanged; the PyTorch models use ``nn.*`` directly.
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` itself (twin of Paddle's float64 / frozen-weight workaround)."""
+
+    def forward(self, x):
+        return super().forward(x)
+
+
+class BatchNorm2D(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` itself (twin of Paddle's float64 training workaround)."""
+
+    def forward(self, x):
+        return super().forward(x)
+
+
+def _global_mean(output_size, x, axes):
+    """Twin of Paddle's float64 global-pooling workaround: PyTorch's pooling gradient is exact."""
+    return None
+
+
+class AdaptiveAvgPool1D(nn.AdaptiveAvgPool1d):
+    """``nn.AdaptiveAvgPool1d`` itself (see ``_global_mean``)."""
+
+    def forward(self, x):
+        out = _global_mean(self.output_size, x, [-1])
+        return super().forward(x) if out is None else out
+
+
+class AdaptiveAvgPool2D(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` itself (see ``_global_mean``)."""
+
+    def forward(self, x):
+        out = _global_mean(self.output_size, x, [-2, -1])
+        return super().forward(x) if out is None else out
 
 
 def make_norm(norm_layer, default_eps: float = 1e-5) -> Callable[[int], nn.Module]:
