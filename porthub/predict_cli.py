@@ -16,14 +16,14 @@ _EPILOG = """examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .devices import DEVICE_HELP
-    from .predict import BACKENDS
 
     s = sub.add_parser("predict", help="classify images (or write segmentation masks) with any backend",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="registered model, or a folder written by `porthub export`")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
     # checked by porthub.predict, not by argparse choices: a wrong one is then one line (JSON with --json)
-    s.add_argument("--backend", default=None, metavar="|".join(BACKENDS),
+    # the names are written out: importing porthub.predict (numpy) here would slow every command's start
+    s.add_argument("--backend", default=None, metavar="torch|paddle|paddle-inference|onnxruntime|torchscript",
                    help="torch (default for a model name) or paddle: the dynamic model; paddle-inference, "
                         "onnxruntime, torchscript: an exported folder (inferred from its export.json)")
     weights = s.add_mutually_exclusive_group()
