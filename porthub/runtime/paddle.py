@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..compare import map_nested
+from ..compare import limit, map_nested, max_abs_diff
 from ..errors import FrameworkMissingError, KeyMismatchError
 
 __all__ = [
@@ -340,20 +340,20 @@ def inference_predictor(model_file: str, params_file: str, *, device: str = "cpu
 
 
 def _onednn_probe_main() -> None:
-    """The child of :func:`probe_onednn`: argv = model file, params file, the input shape as JSON, threads.
-    Runs the program with oneDNN off and on, on one seeded input, and prints the largest difference
-    relative to max(1, max|off|) (oneDNN can also give wrong numbers, not only fail)."""
+    """The child of :func:`probe_onednn`: argv = model file, params file, the input shape as JSON, threads,
+    the result file. Runs the program with oneDNN off and on, on one seeded input, and writes the largest
+    difference relative to max(1, max|off|) (oneDNN can also give wrong numbers, not only fail) into the
+    result file: a file, not stdout, which Paddle's own messages share."""
     import json
 
     model_file, params_file, shape, threads = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     off = inference_predictor(model_file, params_file, onednn=False, threads=threads)(x)
     on = inference_predictor(model_file, params_file, onednn=True, threads=threads)(x)
-    worst = 0.0
-    for a, b in zip(off, on):
-        scale = max(1.0, float(np.abs(a).max()) if a.size else 0.0)
-        worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()) / scale if a.size else 0.0)
-    print(json.dumps({"relative_diff": worst if len(off) == len(on) else float("inf")}))
+    worst = float("inf") if len(off) != len(on) else max(
+        (max_abs_diff(a, b) / limit(1.0, a) for a, b in zip(off, on)), default=0.0)
+    with open(sys.argv[5], "w", encoding="utf-8") as fh:
+        json.dump({"relative_diff": worst}, fh)
 
 
 def probe_onednn(model_file: str, params_file: str, shape: list[int], threads: int | None = None,
@@ -363,23 +363,30 @@ def probe_onednn(model_file: str, params_file: str, shape: list[int], threads: i
     attributes) never reaches the caller's process. Returns (ok, the cause in one line when not ok)."""
     import json
     import subprocess
+    import tempfile
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("GLOG_minloglevel", "2")
     code = "from porthub.runtime.paddle import _onednn_probe_main; _onednn_probe_main()"
-    args = [sys.executable, "-c", code, model_file, params_file, json.dumps(shape),
-            str(int(threads or _inference_threads()))]
-    try:
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return False, f"the oneDNN predictor did not finish one run in {timeout:.0f} s"
-    if done.returncode == 0:
+    with tempfile.TemporaryDirectory(prefix="porthub-onednn-") as scratch:
+        result = os.path.join(scratch, "result.json")
+        args = [sys.executable, "-c", code, model_file, params_file, json.dumps(shape),
+                str(int(threads or _inference_threads())), result]
         try:
-            diff = float(json.loads(done.stdout.strip().splitlines()[-1])["relative_diff"])
-        except (ValueError, KeyError, IndexError):
-            return False, "the oneDNN probe printed no result"
+            done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return False, f"the oneDNN predictor did not finish one run in {timeout:.0f} s"
+        found = None
+        if done.returncode == 0:
+            try:
+                with open(result, encoding="utf-8") as fh:
+                    found = float(json.load(fh)["relative_diff"])
+            except (OSError, ValueError, KeyError):
+                return False, "the oneDNN probe wrote no result"
+    if found is not None:
+        diff = found
         if diff <= ONEDNN_TOLERANCE:
             return True, ""
         return False, (f"Paddle {paddle_version()} CPU inference with oneDNN gives other numbers than without it on "
