@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from registry_cases import smallest
 
 import porthub
 from porthub.cli import main
@@ -15,7 +16,6 @@ from porthub.compare import compare_outputs
 from porthub.devices import Device, check_dtype, check_gpu_build, parse_device
 from porthub.errors import DeviceError, PorthubError
 from porthub.pairs import seeded_input, seeded_state
-from porthub.registry import all_specs
 from porthub.runtime import (
     build_model,
     from_numpy,
@@ -39,16 +39,9 @@ def _gpu(framework: str) -> bool:
 
 def _smallest():
     """The smallest classifier of each family (fewest learned values in its shipped manifest)."""
-    from porthub.manifest import load_manifest
-
-    def size(spec, variant):
-        return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-    out = []
-    for spec in all_specs():
-        variants = [v for v in spec.variants if v.task == "classification"]
-        out.append(pytest.param(spec, min(variants, key=lambda v: size(spec, v)), id=spec.family))
-    return out
+    pairs = smallest(key=lambda spec, variant: spec.family,
+                     where=lambda spec, variant: variant.task == "classification")
+    return [pytest.param(spec, variant, id=spec.family) for spec, variant in pairs]
 
 
 SMALLEST = _smallest()

@@ -23,37 +23,27 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from registry_cases import learned_size, smallest
 
 from porthub.cli import main
 from porthub.compare import limit, max_abs_diff
 from porthub.engine import from_canonical
 from porthub.errors import ExportVerificationError
 from porthub.io import save_checkpoint
-from porthub.manifest import load_manifest
 from porthub.pairs import pair_state, seeded_input, seeded_state
-from porthub.registry import all_specs, resolve
+from porthub.registry import resolve
 from porthub.spec import PADDLE, TORCH
 
 #: exports of models up to this many parameters run in the default (fast) set
 _FAST_PARAMS = 2_000_000
 
 
-def _size(spec, variant):
-    return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-
 def _smallest():
     """The smallest variant of each family and task (classification, segmentation)."""
-    out = {}
-    for spec in all_specs():
-        for variant in spec.variants:
-            key = (spec.family, variant.task)
-            if key not in out or _size(spec, variant) < _size(spec, out[key][1]):
-                out[key] = (spec, variant)
     return [
         pytest.param(variant.name, id=variant.name,
-                     marks=[pytest.mark.slow] if _size(spec, variant) > _FAST_PARAMS else [])
-        for spec, variant in out.values()
+                     marks=[pytest.mark.slow] if learned_size(spec, variant) > _FAST_PARAMS else [])
+        for spec, variant in smallest()
     ]
 
 

@@ -18,15 +18,14 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 from conftest import reference_cases
+from registry_cases import smallest
 
 from porthub.compare import compare_outputs, limit, max_abs_diff
 from porthub.convert import resolve_target
 from porthub.engine import from_canonical, read_state
 from porthub.errors import DeviceError, InputError
 from porthub.io import load_checkpoint, save_checkpoint
-from porthub.manifest import load_manifest
 from porthub.pairs import pair_state, seeded_input, seeded_state
-from porthub.registry import all_specs
 from porthub.runtime import build_model, load_state, run_model
 from porthub.spec import TORCH
 from porthub.verify import load_case
@@ -51,16 +50,7 @@ def _case_params() -> list:
 
 def _smallest() -> list:
     """The smallest registered variant of every family and task (so SeaFormer's segmentation model too)."""
-    def size(spec, variant):
-        return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-    chosen: dict = {}
-    for spec in all_specs():
-        for variant in spec.variants:
-            key = (spec.family, variant.task)
-            if key not in chosen or size(spec, variant) < size(spec, chosen[key][1]):
-                chosen[key] = (spec, variant)
-    return [pytest.param(variant.name, id=variant.name) for _, variant in chosen.values()]
+    return [pytest.param(variant.name, id=variant.name) for _, variant in smallest()]
 
 
 def _dim0(path: str):

@@ -28,13 +28,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from registry_cases import smallest
 from test_hub import TOKEN, _env, _porthub, _python, hub_double
 
 from porthub.compare import limit, max_abs_diff
 from porthub.hub.card import deployment_section
 from porthub.hub.publish import INFERENCE_DIRS, check_inference
-from porthub.manifest import load_manifest
-from porthub.registry import all_specs, resolve
+from porthub.registry import resolve
 
 #: issue 17: artefacts run standalone match the PyTorch model within this, relative to max(1, max|ref|)
 STANDALONE_TOL = 1e-4
@@ -56,22 +56,15 @@ for i, path in enumerate(sys.argv[2:]):
 """
 
 
-def _size(spec, variant) -> int:
-    return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-
 def _smallest_per_family() -> list[str]:
     """Each family's smallest classifier, and seaformer_seg_tiny (the segmentation model of the targets)."""
-    names = []
-    for spec in all_specs():
-        classifiers = [v for v in spec.variants if v.task == "classification"]
-        if classifiers:
-            names.append(min(classifiers, key=lambda v, s=spec: _size(s, v)).name)
-    return names + ["seaformer_seg_tiny"]
+    pairs = smallest(key=lambda spec, variant: spec.family,
+                     where=lambda spec, variant: variant.task == "classification")
+    return [variant.name for _, variant in pairs] + ["seaformer_seg_tiny"]
 
 
 def _smallest_overall() -> str:
-    return min(((spec, v) for spec in all_specs() for v in spec.variants), key=lambda sv: _size(*sv))[1].name
+    return smallest(key=lambda spec, variant: "all")[0][1].name
 
 
 SMALLEST = _smallest_overall()

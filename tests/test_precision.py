@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
+from registry_cases import learned_size, smallest
 
 import porthub
 from porthub.cli import main
 from porthub.errors import DeviceError, SpecError
-from porthub.manifest import load_manifest
 from porthub.pairs import verify_half
 from porthub.registry import all_specs
 from porthub.runtime import resolve_device
@@ -24,22 +24,12 @@ HALF = ("bfloat16", "float16")
 _FAST_PARAMS = 12_000_000
 
 
-def _size(spec, variant):
-    return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-
 def _smallest():
     """The smallest registered variant of each family and task (seaformer: classifier and segmenter)."""
-    out = {}
-    for spec in all_specs():
-        for variant in spec.variants:
-            key = (spec.family, variant.task)
-            if key not in out or _size(spec, variant) < _size(spec, out[key][1]):
-                out[key] = (spec, variant)
     return [
         pytest.param(spec, variant, id=variant.name,
-                     marks=[pytest.mark.slow] if _size(spec, variant) > _FAST_PARAMS else [])
-        for spec, variant in out.values()
+                     marks=[pytest.mark.slow] if learned_size(spec, variant) > _FAST_PARAMS else [])
+        for spec, variant in smallest()
     ]
 
 

@@ -16,15 +16,15 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from registry_cases import smallest
 
 from porthub.cli import main
 from porthub.engine import from_canonical
 from porthub.errors import OutputExistsError
 from porthub.io import save_checkpoint
-from porthub.manifest import load_manifest
 from porthub.pairs import seeded_state
 from porthub.predict import predict
-from porthub.registry import all_specs, resolve
+from porthub.registry import resolve
 
 pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
@@ -33,11 +33,7 @@ TOPK = 5
 
 
 def _smallest(task: str) -> str:
-    def size(spec, variant):
-        return sum(int(np.prod(shape)) for shape, _ in load_manifest(spec, variant).entries.values())
-
-    return min(((spec, v) for spec in all_specs() for v in spec.variants if v.task == task),
-               key=lambda sv: size(*sv))[1].name
+    return smallest(key=lambda spec, variant: task, where=lambda spec, variant: variant.task == task)[0][1].name
 
 
 CLASSIFIER = _smallest("classification")

@@ -93,16 +93,7 @@ def _kernel_copy(src: int, offset: int, out: IO[bytes], dst: int, nbytes: int) -
     """Copy what the kernel can; return how many bytes it copied (the rest goes through user space)."""
     out.flush()
     pos = out.tell()
-    done = 0
-    try:
-        while done < nbytes:
-            got = os.copy_file_range(src, dst, nbytes - done, offset + done, pos + done)
-            if got == 0:
-                break
-            done += got
-    except OSError as exc:
-        if exc.errno not in _NO_KERNEL_COPY:
-            raise
+    done = _kernel_copy_at(src, offset, dst, pos, nbytes)
     out.seek(pos + done)
     return done
 
@@ -202,7 +193,8 @@ def pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:
 
 
 def _kernel_copy_at(src: int, src_offset: int, dst: int, dst_offset: int, nbytes: int) -> int:
-    """:func:`_kernel_copy` at explicit offsets of both files."""
+    """Copy what the kernel can from ``src_offset`` of ``src`` to ``dst_offset`` of ``dst``; return how many
+    bytes it copied (the rest goes through user space)."""
     done = 0
     try:
         while done < nbytes:
