@@ -43,8 +43,6 @@ LR = 2.0**-7
 #: where a framework's kernels, not porthub, keep a comparison from the fixed rule (measured; see the
 #: reasons): these cases are expected to fail it (strict: a fix upstream turns them into failures to update)
 KNOWN_LIMITS = {
-    ("focal", "float64", "steps"): "Paddle 3.3.1's float64 LayerNorm kernel (~1e-12, PyTorch's ~1e-15): gradients "
-    "differ by 5e-9, and after three steps the loss by 3e-9",
     ("shunted", "float32", "grads"): "a ReLU kink, not a kernel: the stem's first BatchNorm output differs by 3.1e-6 "
     "between the float32 frameworks (as much as PyTorch float32 from float64), and one of its 1.6M elements, at "
     "|y| = 8e-8, falls on the other side of zero in Paddle; the next ReLU passes that element's whole gradient in "
