@@ -4,6 +4,7 @@ torch and paddle are imported only by the commands that run a model."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -637,7 +638,48 @@ _COMMANDS["export"] = _cmd_export
 _COMMANDS["predict"] = _cmd_predict
 
 
+@contextlib.contextmanager
+def _native_writes_to_stderr():
+    """While a command runs, file descriptor 1 points at stderr and ``sys.stdout`` at the original stdout.
+
+    porthub's stdout is data (one JSON object with ``--json``, labels, tables) that scripts parse, but
+    native code writes to descriptor 1 directly: Paddle Inference's C++ passes print lines such as
+    ``ReduceMeanCheckIfOneDNNSupport`` that no Python setting silences. Those go to stderr with Paddle's
+    other messages instead. Skipped when ``sys.stdout`` is not the process's own (tests capturing it).
+    """
+    try:
+        own = sys.stdout is sys.__stdout__ and sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        own = False
+    if not own:
+        yield
+        return
+    sys.stdout.flush()
+    data_fd = os.dup(1)
+    os.dup2(2, 1)
+    original = sys.stdout
+    sys.stdout = os.fdopen(data_fd, "w", encoding=original.encoding, errors=original.errors, closefd=False)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # the reader left before the last buffered line: what is left goes nowhere, as in main()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), data_fd)
+            sys.stdout.flush()
+        finally:
+            sys.stdout = original
+            os.dup2(data_fd, 1)
+            os.close(data_fd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _native_writes_to_stderr():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -153,3 +153,33 @@ def test_verify_reference_json_contract():
     finals = {r["framework"]: r for r in report["results"] if r["output"] == "output"}
     assert set(finals) == {"torch", "paddle"}
     assert all(r["max_abs_diff"] <= r["tolerance"] for r in finals.values())
+
+
+def test_native_writes_to_descriptor_1_go_to_stderr_and_json_stays_parseable():
+    """Paddle Inference's C++ passes write lines such as ``ReduceMeanCheckIfOneDNNSupport`` straight to
+    descriptor 1; under porthub's CLI they land on stderr, and stdout holds only porthub's own output."""
+    code = (
+        "import os, sys\n"
+        "from porthub import cli\n"
+        "info = cli._COMMANDS['info']\n"
+        "def noisy(args):\n"
+        "    os.write(1, b'ReduceMeanCheckIfOneDNNSupport\\n')\n"
+        "    return info(args)\n"
+        "cli._COMMANDS['info'] = noisy\n"
+        "sys.exit(cli.main(['info', 'shunted_t', '--json']))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    import json
+
+    assert json.loads(p.stdout)["name"] == "shunted_t"
+    assert "ReduceMeanCheckIfOneDNNSupport" in p.stderr
+
+
+def test_reader_leaving_early_is_not_an_error():
+    """`porthub info X | head -1`: no Broken pipe message, no traceback."""
+    p = subprocess.run(
+        f"{sys.executable} -m porthub.cli info shunted_b | head -1", shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert p.stdout.startswith("shunted_b") and p.stdout.count("\n") == 1
+    assert "Broken pipe" not in p.stderr and "Traceback" not in p.stderr, p.stderr
