@@ -14,6 +14,9 @@ machine slows all of them alike); peak memory is the child's own high-water mark
 ``ru_maxrss`` of a child counts the parent's pages it was forked with). porthub's children run with
 torch and paddle made unimportable, as on a machine without them. ``--model all`` runs the largest
 variant of every family.
+porthub's packages are compiled to bytecode first, as ``pip install`` leaves them (an environment with
+``PYTHONDONTWRITEBYTECODE=1``, like this project's sandbox, would otherwise compile every module in every
+child: ~60 ms of each porthub start-up); torch's and paddle's are compiled by their installation.
 Targets (issue #2/#9): whole-process conversion >= 8x faster than the straightforward converter,
 peak memory <= 1.3x the checkpoint's size, conversion after start-up within 3x of the copy.
 
@@ -23,6 +26,7 @@ peak memory <= 1.3x the checkpoint's size, conversion after start-up within 3x o
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -203,27 +207,32 @@ def bench(model: str, repeat: int, tmp: str) -> tuple[dict, list[tuple[str, floa
     src = os.path.join(tmp, f"{model}.pth")
     size = make_checkpoint(model, src)
     pd, back = os.path.join(tmp, "ph.pdparams"), os.path.join(tmp, "ph_back.pth")
+    ipd, iback = os.path.join(tmp, "inner.pdparams"), os.path.join(tmp, "inner_back.pth")
     npd, nback = os.path.join(tmp, "naive.pdparams"), os.path.join(tmp, "naive_back.pth")
+    copy_out = os.path.join(tmp, "copy.pth")
     py = sys.executable
     cli = [py, "-c", CLI, "convert", model]
     runs: dict[str, list] = {k: [] for k in ("copy", "ph_to", "ph_back", "inner_to", "inner_back", "nv_to", "nv_back")}
+    round_trip_identical = True
     load_before = load_average()
     for _ in range(repeat):
-        # one round = every measurement once, so that a load spike hits all of them
+        # one round = every measurement once, so that a load spike hits all of them. Every measured
+        # command writes a file that does not exist yet, and the outputs are removed between rounds,
+        # outside the timing: replacing a file makes the kernel free its pages inside the rename (~135 ms
+        # for 160 MB here), which would otherwise fall on some commands and not on others.
         t = time.perf_counter()
-        shutil.copyfile(src, os.path.join(tmp, "copy.pth"))
+        shutil.copyfile(src, copy_out)
         runs["copy"].append(time.perf_counter() - t)
-        # --force: each round writes over the previous round's outputs (porthub refuses that otherwise)
-        runs["ph_to"].append(run_child(cli + ["--to", "paddle", "--src", src, "--out", pd, "--force"], block=True))
-        runs["ph_back"].append(run_child(cli + ["--to", "torch", "--src", pd, "--out", back, "--force"], block=True))
-        runs["inner_to"].append(run_child([py, "-c", TIMED_CONVERT, model, src, "paddle", pd], block=True))
-        runs["inner_back"].append(run_child([py, "-c", TIMED_CONVERT, model, pd, "torch", back], block=True))
+        runs["ph_to"].append(run_child(cli + ["--to", "paddle", "--src", src, "--out", pd], block=True))
+        runs["ph_back"].append(run_child(cli + ["--to", "torch", "--src", pd, "--out", back], block=True))
+        runs["inner_to"].append(run_child([py, "-c", TIMED_CONVERT, model, src, "paddle", ipd], block=True))
+        runs["inner_back"].append(run_child([py, "-c", TIMED_CONVERT, model, ipd, "torch", iback], block=True))
         runs["nv_to"].append(run_child([py, "-c", NAIVE, model, src, "paddle", npd]))
         runs["nv_back"].append(run_child([py, "-c", NAIVE, model, npd, "torch", nback]))
-        for path in (npd, nback):
+        with open(src, "rb") as a, open(back, "rb") as b:
+            round_trip_identical &= a.read() == b.read()
+        for path in (copy_out, pd, back, ipd, iback, npd, nback):
             os.remove(path)
-    with open(src, "rb") as a, open(back, "rb") as b:
-        round_trip_identical = a.read() == b.read()
     os.remove(src)
     copy = min(runs["copy"])
     ph_to, ph_back = best(runs["ph_to"]), best(runs["ph_back"])
@@ -270,6 +279,8 @@ def main() -> int:
     ok = True
     results = []
     print(f"conversion benchmark, best of {args.repeat} interleaved rounds; machine: {machine()}")
+    for package in ("porthub", "converters", "torch_models", "paddle_models"):
+        compileall.compile_dir(os.path.join(ROOT, package), quiet=1)
     for model in models:
         tmp = tempfile.mkdtemp(prefix="porthub-bench-")
         try:
