@@ -178,8 +178,7 @@ def test_native_writes_to_descriptor_1_go_to_stderr_and_json_stays_parseable():
 
 def test_reader_leaving_early_is_not_an_error():
     """`porthub info X | head -1`: no Broken pipe message, no traceback."""
-    p = subprocess.run(
-        f"{sys.executable} -m porthub.cli info shunted_b | head -1", shell=True, capture_output=True, text=True, timeout=120
-    )
+    command = f"{sys.executable} -m porthub.cli info shunted_b | head -1"
+    p = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
     assert p.stdout.startswith("shunted_b") and p.stdout.count("\n") == 1
     assert "Broken pipe" not in p.stderr and "Traceback" not in p.stderr, p.stderr

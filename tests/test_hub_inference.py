@@ -64,7 +64,11 @@ def _smallest_per_family() -> list[str]:
 
 
 def _smallest_overall() -> str:
-    return smallest(key=lambda spec, variant: "all")[0][1].name
+    """The fewest learned values among classifiers: the fast tests' model (seaformer_tiny at 224 runs in a
+    tenth of the time of the segmenter at 512, which has fewer parameters)."""
+    return smallest(key=lambda spec, variant: "all", where=lambda spec, variant: variant.task == "classification")[0][
+        1
+    ].name
 
 
 SMALLEST = _smallest_overall()
