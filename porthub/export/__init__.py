@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -242,7 +243,9 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
     spec, variant = resolve(name)
     if dtype not in DTYPES:
         raise ExportError(f"an export is float32 or float16, not {dtype!r}")
-    framework = module.FRAMEWORK
+    options = dict(options or {})
+    # a format may export either framework's model (onnx: PyTorch's, or Paddle's via paddle2onnx)
+    framework = module.framework(options) if hasattr(module, "framework") else module.FRAMEWORK
     where = parse_device(device, framework)
     check_dtype(where, dtype)
     size = _input_size(spec, variant, input_size)
@@ -250,7 +253,6 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
         raise ExportError("give weights or pretrained, not both")
     if weights and not os.path.isfile(weights):
         raise ExportError(f"weights file {weights} does not exist")
-    options = dict(options or {})
     check_options = getattr(module, "check_options", None)
     if check_options is not None:
         check_options(options)
@@ -327,7 +329,7 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
         }
         extra = getattr(module, "report_fields", None)
         if extra is not None:
-            report.update(extra())
+            report.update(extra(options) if "options" in inspect.signature(extra).parameters else extra())
         _write_json(os.path.join(tmp, EXPORT_JSON), report)
         del run
         _publish(tmp, out, force)

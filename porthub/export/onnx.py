@@ -7,25 +7,34 @@ torch's dynamo exporter needs ``onnxscript``, which porthub does not require. Wi
 the batch axis of the input and of every output is left free (``batch``); the other axes are fixed at
 the exported input size (the models' position tables and windows are built for it).
 
-``options={"via": "paddle2onnx"}`` is not built: the ONNX file comes from the PyTorch model only.
+``options={"via": "paddle2onnx"}`` makes the file from the Paddle model instead, as PaddleX's high-performance
+inference does for its ONNX Runtime backend: the model is saved as a Paddle inference program and converted by
+paddle2onnx (an optional package, ``pip install paddle2onnx``); the export is then verified against the Paddle
+model (its own framework) and the PyTorch model. It is the way a Paddle user deploys on ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
 
 from ..devices import parse_device
-from ..errors import DeviceError, FrameworkMissingError, InputError
+from ..errors import DeviceError, ExportError, FrameworkMissingError, InputError
 from ..runtime.torch import ONNX_OPSET, onnx_export
-from ..spec import TORCH
+from ..spec import PADDLE, TORCH
 
-__all__ = ["FRAMEWORK", "FILES", "write", "runner", "check", "check_options", "report_fields", "ORT_INSTALL"]
+__all__ = ["FRAMEWORK", "VIA", "FILES", "framework", "write", "runner", "check", "check_options", "report_fields",
+           "ORT_INSTALL"]
 
+#: the framework whose model is exported by default
 FRAMEWORK = "torch"
+#: ``options["via"]`` -> the framework whose model is exported
+VIA = {"torch": TORCH, "paddle2onnx": PADDLE}
 FILES = ("model.onnx",)
 ORT_INSTALL = "pip install onnx onnxruntime (onnxruntime-gpu for CUDA)"
 _TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -46,9 +55,9 @@ def _options(options: dict | None) -> dict:
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise InputError(f"unknown ONNX option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
-    via = options.pop("via", "torch")
-    if via != "torch":
-        raise InputError(f"ONNX export from {via!r} is not built; porthub writes model.onnx from the PyTorch model")
+    via = options.get("via", "torch")
+    if via not in VIA:
+        raise InputError(f"ONNX export via {via!r} is not built; via: {', '.join(VIA)}")
     opset = int(options.get("opset", ONNX_OPSET))
     if opset < ONNX_OPSET:
         raise InputError(f"opset {opset} is too old: porthub exports at opset {ONNX_OPSET} or later")
@@ -56,17 +65,33 @@ def _options(options: dict | None) -> dict:
 
 
 def check_options(options: dict) -> None:
-    """Refuse unknown or unsupported options before any model is built (``via`` other than torch, an opset
-    below 17)."""
-    _options(options)
+    """Refuse unknown or unsupported options before any model is built (an unknown ``via``, an opset below
+    17, paddle2onnx not installed)."""
+    options = _options(options)
+    if options.get("via") == "paddle2onnx":
+        _module("paddle2onnx")
 
 
-def report_fields() -> dict[str, Any]:
+def framework(options: dict | None) -> str:
+    """The framework whose model this export is made from: PyTorch, or Paddle with ``via="paddle2onnx"``."""
+    return VIA[_options(options).get("via", "torch")]
+
+
+def report_fields(options: dict | None = None) -> dict[str, Any]:
     """What export.json records about this format: the exporter, the opset, the ONNX packages."""
-    from ..runtime.torch import import_torch
+    options = _options(options)
+    opset = int(options.get("opset", ONNX_OPSET))
+    if options.get("via") == "paddle2onnx":
+        from ..runtime.paddle import paddle2onnx_version, paddle_version
 
-    return {"onnx": {"exporter": "torch.onnx.export (TorchScript-based, dynamo=False)", "opset": ONNX_OPSET,
-                     "torch": str(import_torch().__version__), "onnx": str(_module("onnx").__version__),
+        exporter = {"exporter": f"paddle2onnx {paddle2onnx_version()} from the Paddle inference program",
+                    "paddle": paddle_version()}
+    else:
+        from ..runtime.torch import import_torch
+
+        exporter = {"exporter": "torch.onnx.export (TorchScript-based, dynamo=False)",
+                    "torch": str(import_torch().__version__)}
+    return {"onnx": {**exporter, "opset": opset, "onnx": str(_module("onnx").__version__),
                      "onnxruntime": str(_module("onnxruntime").__version__)}}
 
 
@@ -77,13 +102,29 @@ def check(path: str) -> None:
 
 def write(model: Any, example: np.ndarray, out_dir: str, *, dynamic_batch: bool = False, dtype: str = "float32",
           options: dict | None = None) -> list[str]:
-    """Export ``model`` (a PyTorch model in ``dtype``) run on ``example`` to ``out_dir/model.onnx`` and check
-    it; ``options["opset"]`` another opset (at least 17). Returns the files written (relative names)."""
+    """Export ``model`` (a PyTorch model in ``dtype``, or a Paddle model with ``options["via"] ==
+    "paddle2onnx"``) run on ``example`` to ``out_dir/model.onnx`` and check it; ``options["opset"]`` another
+    opset (at least 17). Returns the files written (relative names)."""
     options = _options(options)
     _module("onnx")  # before the export's work: a missing package is one line, not a traceback half-way
     opset = int(options.get("opset", ONNX_OPSET))
     path = os.path.join(out_dir, FILES[0])
-    onnx_export(model, example, path, dynamic_batch=dynamic_batch, opset=opset)
+    if options.get("via") == "paddle2onnx":
+        from ..runtime.paddle import paddle2onnx_export
+
+        if dtype != "float32":
+            raise ExportError("ONNX via paddle2onnx is exported in float32; export float16 from the PyTorch model")
+        shape = [None if dynamic_batch else int(example.shape[0]), *(int(n) for n in example.shape[1:])]
+        # the Paddle program goes into a folder of its own inside the export's temporary folder, removed after
+        work = tempfile.mkdtemp(prefix=".paddle2onnx.", dir=out_dir)
+        try:
+            data = paddle2onnx_export(model, work, shape, dtype, opset)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+    else:
+        onnx_export(model, example, path, dynamic_batch=dynamic_batch, opset=opset)
     check(path)
     return list(FILES)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..compare import limit, map_nested, max_abs_diff
-from ..errors import FrameworkMissingError, KeyMismatchError
+from ..errors import ExportError, FrameworkMissingError, KeyMismatchError
 
 __all__ = [
     "INSTALL",
@@ -289,6 +289,41 @@ def jit_save_inference(model: Any, prefix: str, shape: list[int | None], dtype: 
         paddle.jit.save(static, prefix)
     folder, base = os.path.split(prefix)
     return sorted(name for name in os.listdir(folder or ".") if name.startswith(base + "."))
+
+
+#: how to install the optional Paddle -> ONNX converter (it pins onnx <= 1.17, which porthub's ONNX code accepts)
+PADDLE2ONNX_INSTALL = "pip install paddle2onnx (the optional extra porthub[paddle2onnx])"
+
+
+def paddle2onnx_export(model: Any, work_dir: str, shape: list[int | None], dtype: str, opset: int) -> bytes:
+    """The ONNX model of the Paddle ``model`` as PaddleX's high-performance inference makes it: the model is
+    saved as a Paddle inference program (:func:`jit_save_inference`, in ``work_dir``) and converted by
+    paddle2onnx at ``opset``. Returns the ONNX bytes; porthub writes and checks the file itself.
+
+    paddle2onnx's own constant folding (polygraphy, which installs missing packages with pip on first use) is
+    left off: ONNX Runtime folds constants when it loads the graph."""
+    try:
+        import paddle2onnx
+    except ImportError as exc:
+        raise FrameworkMissingError(f"ONNX from the Paddle model needs paddle2onnx; {PADDLE2ONNX_INSTALL}") from exc
+    prefix = os.path.join(work_dir, "inference")
+    jit_save_inference(model, prefix, shape, dtype)
+    try:
+        data = paddle2onnx.export(f"{prefix}.json", f"{prefix}.pdiparams", None, opset_version=opset,
+                                  auto_upgrade_opset=False, enable_onnx_checker=True, optimize_tool="None")
+    except UnboundLocalError:
+        # paddle2onnx 2.x logs a failed conversion and then returns a variable it never set
+        data = None
+    if not isinstance(data, bytes) or not data:
+        raise ExportError(f"paddle2onnx {paddle2onnx.__version__} could not convert the program at opset "
+                                f"{opset} (its log above says which operator); export ONNX from the PyTorch model")
+    return data
+
+
+def paddle2onnx_version() -> str:
+    import paddle2onnx
+
+    return str(paddle2onnx.__version__)
 
 
 def _inference_threads() -> int:
