@@ -604,24 +604,44 @@ def verify_gradients(
 # --------------------------------------------------------------------------------- local gradients
 @dataclass
 class _Calls:
-    """PyTorch's calls of one module that owns trainable parameters: each call's inputs, and the
-    gradient of the loss with respect to each tensor of its output (None where the loss does not
-    depend on that tensor), as numpy."""
+    """PyTorch's calls of one module that owns trainable parameters (``params``, full names): each call's
+    inputs, and the gradient of the loss with respect to each tensor of its output (None where the loss
+    does not depend on that tensor), as numpy."""
 
+    params: list[str] = field(default_factory=list)
     inputs: list[tuple[Any, Any]] = field(default_factory=list)
     grads: list[list[np.ndarray | None]] = field(default_factory=list)
 
 
-def _owners(model: Any, framework: str) -> OrderedDict[str, list[str]]:
-    """Module path -> names of the trainable parameters it holds itself (not its children's)."""
+def _called(model: Any, x: np.ndarray, dtype: str) -> set[str]:
+    """Paths of the PyTorch modules that run in a forward of ``model`` on ``x`` (containers such as a
+    ParameterList hold parameters but are never called)."""
+    torch = import_framework(TORCH)
+    seen: set[str] = set()
+    handles = [
+        module.register_forward_pre_hook(lambda _m, _a, _p=path: seen.add(_p))
+        for path, module in named_modules(model, TORCH).items()
+    ]
+    try:
+        with torch.no_grad():
+            _forward(model, x, TORCH, dtype)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _owners(model: Any, called: set[str]) -> OrderedDict[str, list[str]]:
+    """Module path -> the full names of the trainable parameters whose gradients it is run for: each
+    parameter goes to the deepest module on its path that runs (its own module, or the one above a
+    container that is never called)."""
     found: OrderedDict = OrderedDict()
-    for path, module in named_modules(model, framework).items():
-        if framework == TORCH:
-            names = [n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-        else:
-            names = [n for n, p in module.named_parameters(include_sublayers=False) if not p.stop_gradient]
-        if names:
-            found[path] = names
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        parts = name.split(".")[:-1]
+        owner = next((".".join(parts[:i]) for i in range(len(parts), -1, -1) if ".".join(parts[:i]) in called), "")
+        found.setdefault(owner, []).append(name)
     return found
 
 
@@ -636,7 +656,8 @@ def _torch_calls(
     parameters, each call's inputs and output gradients; also the end-to-end gradients."""
     torch = import_framework(TORCH)
     modules = named_modules(model, TORCH)
-    calls: OrderedDict[str, _Calls] = OrderedDict((path, _Calls()) for path in _owners(model, TORCH))
+    owners = _owners(model, _called(model, x, dtype))
+    calls: OrderedDict[str, _Calls] = OrderedDict((path, _Calls(params=names)) for path, names in owners.items())
     copy = lambda v: v.detach().cpu().numpy().copy() if isinstance(v, torch.Tensor) else v  # noqa: E731
     handles = []
     for path, record in calls.items():
@@ -669,19 +690,19 @@ def _torch_calls(
 
 def _paddle_local(model: Any, calls: Mapping[str, _Calls], spec: FamilySpec) -> OrderedDict[str, np.ndarray]:
     """Paddle's gradient of every trainable parameter, module by module: each PyTorch call of the module
-    that holds it is run in Paddle on that call's inputs and back-propagated from PyTorch's output
+    that owns it is run in Paddle on that call's inputs and back-propagated from PyTorch's output
     gradient, and the parameter's gradients are summed over the calls. Canonical keys."""
     paddle = import_framework(PADDLE)
     modules = named_modules(model, PADDLE)
-    owners = _owners(model, PADDLE)
+    params = dict(_trainable(model, PADDLE))
     tensor = lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v  # noqa: E731
     found: OrderedDict = OrderedDict()
     for path, record in calls.items():
-        if path not in owners:
-            continue  # no Paddle module there: compare_gradients reports its parameters as only_torch
+        names = [n for n in record.params if n in params]
+        if path not in modules or not names:
+            continue  # nothing there in Paddle: compare_gradients reports such parameters as only_torch
         layer = modules[path]
-        params = dict(layer.named_parameters(include_sublayers=False))
-        for name in owners[path]:
+        for name in names:
             params[name].clear_gradient(set_to_zero=False)
         for (args, kwargs), grads in zip(record.inputs, record.grads):
             out = layer(*map_nested(args, tensor), **map_nested(kwargs, tensor))
@@ -692,9 +713,8 @@ def _paddle_local(model: Any, calls: Mapping[str, _Calls], spec: FamilySpec) -> 
             ]
             if terms:
                 paddle.add_n(terms).backward()
-        for name in owners[path]:
-            key = f"{path}.{name}" if path else name
-            found[key] = _grad_numpy(params[name], PADDLE)
+        for name in names:
+            found[name] = _grad_numpy(params[name], PADDLE)
     canonical, strays = to_canonical(found, _PADDLE_MODEL, spec)
     if strays:
         raise TrainingParityError(f"Paddle parameters with no canonical key: {strays[:4]}")

@@ -51,9 +51,16 @@ KNOWN_LIMITS = {
     "float32 is 2.3e-7 from float64, Paddle 4.8e-4); every other layer within 1e-8; float64 agrees",
     ("seaformer", "float64", "steps"): "measured, cause not yet localised: float64 gradients agree, but by step 3 the "
     "SGD losses differ by 1e-8 against 1e-9",
-    ("seaformer", "float32"): "train-mode BatchNorm over small maps of seeded weights divides by sqrt(var + eps) of "
-    "near-dead channels; float32 rounding alone (PyTorch float32 against float64) moves "
-    "those gradients past 2e-5",
+}
+
+#: where float32 itself cannot hold the gradient to the rule (measured): train-mode BatchNorm over small maps of
+#: seeded weights divides by sqrt(var + eps) of near-dead channels, so float32 rounding alone (PyTorch float32
+#: against PyTorch float64) moves those gradients past 2e-5, by more or less than the limit with the thread
+#: count and kernel path (a strict expected failure flipped between runs). For these the end-to-end test asks
+#: what float32 can give: each parameter within the rule, or Paddle's float32 gradient no farther from the
+#: float64 gradient than twice PyTorch's float32 one is; the local test holds them to the rule.
+ILL_CONDITIONED = {
+    ("seaformer", "float32"): "train-mode BatchNorm of near-dead channels (seeded weights, small maps)",
 }
 
 
@@ -108,6 +115,8 @@ def test_every_family_is_covered():
 @pytest.mark.parametrize("family,ref,size,dtype", _with_dtypes(CASES, "grads"))
 def test_gradients_match_on_every_parameter(family, ref, size, dtype):
     spec, state, x = _setup(family, ref, size)
+    if (family, dtype) in ILL_CONDITIONED:
+        return _ill_conditioned_gradients_as_good_as_float32_allows(spec, ref, state, x, dtype, family)
     report = compare_gradients(spec, ref, state, x, dtype, family)
     model = build_training_model(spec, training_ref(spec, ref), state, TORCH, dtype, family)
     trainable = sum(1 for p in model.parameters() if p.requires_grad)
@@ -122,6 +131,20 @@ def test_gradients_match_on_every_parameter(family, ref, size, dtype):
         )
     assert report.ok, "\n".join(report.lines())
     assert summary["worst"]["parameter"] in {c.key for c in report.comparisons}
+
+
+def _ill_conditioned_gradients_as_good_as_float32_allows(spec, ref, state, x, dtype, family):
+    report = compare_gradients(spec, ref, state, x, dtype, family, float64_reference=True)
+    assert len(report.comparisons) == report.trainable[TORCH] == report.trainable[PADDLE]
+    assert not report.only_torch and not report.only_paddle
+    worse = [
+        (c.key, c.max_abs_diff, c.torch_vs_float64, c.paddle_vs_float64)
+        for c in report.comparisons
+        if not c.ok and c.paddle_vs_float64 > 2 * max(c.torch_vs_float64, c.limit)
+    ]
+    assert not worse, worse[:5]
+    # the losses are a forward quantity: the rule holds for them whatever the conditioning of the gradient
+    assert report.loss_ok, report.losses
 
 
 @pytest.mark.parametrize("family,ref,size,dtype", _with_dtypes(CASES))
@@ -140,7 +163,7 @@ def test_local_gradients_match_on_every_parameter(family, ref, size, dtype):
 
 
 def test_local_gradients_name_the_module_of_a_planted_error(monkeypatch):
-    """A Paddle module made wrong on purpose (one Linear's output scaled) is the one the local comparison
+    """A Paddle module made wrong on purpose (one Linear's output tripled) is the one the local comparison
     reports; nothing else is blamed but modules that hold parameters of their own and run it inside."""
     from porthub import gradients
 
@@ -152,11 +175,13 @@ def test_local_gradients_name_the_module_of_a_planted_error(monkeypatch):
     def planted(model, calls, spec_):
         from porthub.runtime import named_modules
 
-        for path, layer in named_modules(model, PADDLE).items():
-            if type(layer).__name__ == "Linear" and path in calls and not target:
-                target["path"] = path
-                forward = layer.forward
-                layer.forward = lambda *a, _f=forward, **k: _f(*a, **k) * 1.01
+        layers = named_modules(model, PADDLE)
+        # the Linear whose output gradient is largest (a tiny gradient tripled could stay within the limit)
+        linears = [p for p, layer in layers.items() if type(layer).__name__ == "Linear" and p in calls]
+        path = max(linears, key=lambda p: max(float(np.abs(g).max()) for gs in calls[p].grads for g in gs))
+        target["path"] = path
+        forward = layers[path].forward
+        layers[path].forward = lambda *a, _f=forward, **k: _f(*a, **k) * 3.0
         return real(model, calls, spec_)
 
     monkeypatch.setattr(gradients, "_paddle_local", planted)
