@@ -552,12 +552,13 @@ def train_losses(
     config: OptimizerConfig,
     dtype: str = "float32",
     name: str = "model",
+    frameworks: Sequence[str] = (TORCH, PADDLE),
 ) -> dict[str, list[float]]:
     """Each framework's loss at every step of training on ``batches`` ((images, labels) pairs, one
     step each) with cross-entropy, from ``state``."""
     ref = training_ref(spec, ref)
     out: dict[str, list[float]] = {}
-    for framework in (TORCH, PADDLE):
+    for framework in frameworks:
         model = build_training_model(spec, ref, state, framework, dtype, name)
         optimizer = make_optimizer(framework, list(_trainable(model, framework).values()), config)
         losses = []

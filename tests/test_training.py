@@ -39,6 +39,7 @@ paddle = pytest.importorskip("paddle")
 TOL = {"float32": 2e-5, "float64": 1e-8}
 LOSS_TOL = {"float32": 1e-4, "float64": 1e-9}
 LR = 2.0**-7
+_SGD = OptimizerConfig(kind="sgd", lr=LR, weight_decay=0.0)
 
 
 #: where a framework's kernels, not porthub, keep a comparison from the fixed rule (measured; see the
@@ -49,16 +50,23 @@ KNOWN_LIMITS = {
     "|y| = 8e-8, falls on the other side of zero in Paddle; the next ReLU passes that element's whole gradient in "
     "one framework only: patch_embed1.conv.1 output gradient 1.75e-4, conv.0.weight 4.8e-4 against 2e-5 (PyTorch "
     "float32 is 2.3e-7 from float64, Paddle 4.8e-4); every other layer within 1e-8; float64 agrees",
-    ("seaformer", "float64", "steps"): "measured, cause not yet localised: float64 gradients agree, but by step 3 the "
-    "SGD losses differ by 1e-8 against 1e-9",
 }
 
+#: where twenty SGD steps at LR are chaotic in float64 (measured on SeaFormer: PyTorch float64 against itself with
+#: the inputs moved by one part in 2**53 differs by up to 8.9e-7 after twenty steps, the difference growing about
+#: tenfold a step, so Paddle's own rounding reaches 7.9e-6 though the gradients agree to 4.4e-13): the float64
+#: comparison runs at a rate where the steps are stable (measured: 3.9e-11 at 2**-12, the loss still falling
+#: from 6.93 to 1.72); at 2**-10 the difference is 3.7e-3, at 2**-9 0.077
+STABLE_LR = {("seaformer", "float64"): 2.0**-12}
+
 #: where float32 itself cannot hold the gradient to the rule (measured): train-mode BatchNorm over small maps of
-#: seeded weights divides by sqrt(var + eps) of near-dead channels, so float32 rounding alone (PyTorch float32
-#: against PyTorch float64) moves those gradients past 2e-5, by more or less than the limit with the thread
-#: count and kernel path (a strict expected failure flipped between runs). For these the end-to-end test asks
-#: what float32 can give: each parameter within the rule, or Paddle's float32 gradient no farther from the
-#: float64 gradient than twice PyTorch's float32 one is; the local test holds them to the rule.
+#: seeded weights divides by sqrt(var + eps) of near-dead channels, so a rounding-sized difference is amplified
+#: on its way back: float32 rounding alone (PyTorch float32 against PyTorch float64) moves those gradients past
+#: 2e-5, and a ReLU input of -3e-7 in float64 that one framework's float32 rounds to the other side of the kink
+#: (traced at 128 px: one element of 98,304, PyTorch's stayed negative, Paddle's did not) moves the stem's
+#: gradients by 0.08. For these the end-to-end test asks what float32 can give: each parameter within the rule,
+#: or Paddle's float32 gradient no farther from the float64 gradient than twice PyTorch's float32 one is; the
+#: local test holds them to the rule.
 ILL_CONDITIONED = {
     ("seaformer", "float32"): "train-mode BatchNorm of near-dead channels (seeded weights, small maps)",
 }
@@ -332,17 +340,40 @@ def _classifier_cases() -> list:
     return found
 
 
+def _torch_losses(spec, ref, state, images, labels, dtype, family) -> np.ndarray:
+    """PyTorch's losses over the test's twenty SGD steps on one batch."""
+    return np.asarray(train_losses(spec, ref, state, [(images, labels)] * 20, _SGD, dtype, family, (TORCH,))[TORCH])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family,ref,size,dtype", _with_dtypes(_classifier_cases(), "steps"))
 def test_twenty_sgd_steps_give_the_same_losses(family, ref, size, dtype):
     spec, state, _ = _setup(family, ref, size)
     batches = [_problem(_steps_size(spec, ref, size), dtype)] * 20
-    losses = train_losses(
-        spec, ref, state, batches, OptimizerConfig(kind="sgd", lr=LR, weight_decay=0.0), dtype, family
-    )
+    config = OptimizerConfig(kind="sgd", lr=STABLE_LR.get((family, dtype), LR), weight_decay=0.0)
+    losses = train_losses(spec, ref, state, batches, config, dtype, family)
     assert len(losses[TORCH]) == len(losses[PADDLE]) == 20
-    for step, (a, b) in enumerate(zip(losses[TORCH], losses[PADDLE])):
-        assert abs(a - b) <= LOSS_TOL[dtype], (step, a, b)
+    if (family, dtype) in ILL_CONDITIONED:
+        # float32 training of these is chaotic (measured: one ReLU input of -3e-7 in float64 lands on the other
+        # side of the kink in one framework, and twenty steps later PyTorch's own float32 losses are up to 1.8
+        # from its float64 ones, and the step where the two trajectories are farthest apart moves with the
+        # rounding). What float32 allows is measured: PyTorch float32 on the batch and on it moved by one part in
+        # 2**24 (four draws); Paddle's float32 losses are no farther from the float64 ones, over the twenty steps,
+        # than twice the farthest of those. The first loss is a forward quantity and holds to the rule.
+        images, labels = batches[0]
+        exact = _torch_losses(spec, ref, state, images.astype(np.float64), labels, "float64", family)
+        rng = np.random.default_rng(0)
+        spread = np.abs(np.asarray(losses[TORCH]) - exact).max()
+        for _ in range(4):
+            moved = (images * (1 + rng.choice([-1.0, 1.0], images.shape) * 2.0**-24)).astype(dtype)
+            spread = max(spread, np.abs(_torch_losses(spec, ref, state, moved, labels, dtype, family) - exact).max())
+        assert abs(losses[PADDLE][0] - losses[TORCH][0]) <= LOSS_TOL[dtype], (losses[PADDLE][0], losses[TORCH][0])
+        farthest = np.abs(np.asarray(losses[PADDLE]) - exact).max()
+        assert farthest <= 2 * max(spread, LOSS_TOL[dtype]), (farthest, spread)
+        assert losses[PADDLE][-1] < losses[PADDLE][0], losses[PADDLE]
+    else:
+        for step, (a, b) in enumerate(zip(losses[TORCH], losses[PADDLE])):
+            assert abs(a - b) <= LOSS_TOL[dtype], (step, a, b)
     assert all(math.isfinite(v) for v in losses[TORCH])
     # it trains: the loss on the batch falls
     assert losses[TORCH][-1] < losses[TORCH][0], losses[TORCH]
