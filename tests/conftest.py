@@ -29,6 +29,14 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
     _no_proxy + [h for h in ("127.0.0.1", "localhost") if h not in _no_proxy]
 )
 
+# pytest-xdist workers share the cores: each takes its share of the threads unless the caller set a count
+# (measured on two cores: two workers of one thread 5.5 minutes, of two threads each 7.6). The controlling
+# process runs this file first and sets OMP_NUM_THREADS below, so it records for the workers whether the
+# count was the caller's.
+os.environ.setdefault("PORTHUB_TESTS_CALLER_THREADS", "1" if "OMP_NUM_THREADS" in os.environ else "0")
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1 and os.environ["PORTHUB_TESTS_CALLER_THREADS"] == "0":
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _workers))
 paddle_cpu_settings()
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "official")
