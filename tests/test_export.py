@@ -283,3 +283,53 @@ def test_bad_input_is_one_line_before_any_model(argv, message, as_json, capsys, 
         line = json.loads(captured.out.strip())
         assert line["ok"] is False and message in line["error"]
     assert os.listdir(tmp_path) == []
+
+
+def test_fixed_shape_save_runs_the_model_code_as_is_and_leaves_paddle_as_it_was(tmp_path, monkeypatch):
+    """porthub's fixed-shape ``jit.save`` lets dy2static run the model's own package as plain Python (Paddle 3.3
+    re-translates every sublayer's source at every call otherwise: crossformer_pp_huge 41 s -> 4.6 s) only
+    while it saves: Paddle's ignore list is back as it was after it, and a free-batch save of Shunted, whose
+    ``reshape([B, H, W, -1])`` needs the rewritten source, still works in the same process."""
+    import paddle
+    from conftest import reference_cases
+    from paddle.jit.dy2static import convert_call_func
+
+    from porthub.registry import get_spec
+    from porthub.runtime import build_model, load_state, run_model
+    from porthub.runtime.paddle import jit_save_inference
+    from porthub.verify import load_case
+
+    case, stem = load_case(next(p for p in reference_cases() if "/shunted/" in p))
+    spec = get_spec("shunted")
+    ref = spec.case_model(case)
+    x = np.load(f"{stem}.input.npy").astype(np.float32)
+    before = list(convert_call_func.BUILTIN_LIKELY_MODULES)
+    as_is = []
+    real = convert_call_func.is_unsupported
+
+    def recorded(func):
+        if real(func):
+            as_is.append(func)
+            return True
+        return False
+
+    monkeypatch.setattr(convert_call_func, "is_unsupported", recorded)
+
+    def saved(shape, folder):
+        model = build_model(spec, ref, PADDLE)
+        load_state(model, seeded_state(spec, ref), spec, PADDLE, "shunted")
+        eager = run_model(model, x, PADDLE)[0]
+        jit_save_inference(model, str(tmp_path / folder / "inference"), shape, "float32")
+        loaded = paddle.jit.load(str(tmp_path / folder / "inference"))
+        with paddle.no_grad():
+            got = loaded(paddle.to_tensor(x)).numpy()
+        _assert_close(_outputs(eager), [got], 2e-5)
+
+    saved(list(x.shape), "fixed")
+    ran_as_is = {getattr(f, "__qualname__", "") for f in as_is if "paddle_models" in getattr(f, "__module__", "")}
+    # the entry forward is rewritten; what it calls of the model's package runs as is (and all below it)
+    assert any(name.endswith(".forward_features") for name in ran_as_is), ran_as_is
+    assert convert_call_func.BUILTIN_LIKELY_MODULES == before
+    as_is.clear()
+    saved([None, *x.shape[1:]], "free")
+    assert not [f for f in as_is if "paddle_models" in getattr(f, "__module__", "")]
