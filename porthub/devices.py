@@ -14,6 +14,7 @@ reports, before any model is built.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -21,7 +22,13 @@ from .errors import DeviceError
 from .spec import FRAMEWORKS, PADDLE, TORCH
 
 __all__ = ["Device", "CPU", "GPU", "DTYPES", "HALF_DTYPES", "parse_device", "check_gpu_build", "check_dtype",
-           "DEVICE_HELP"]
+           "DEVICE_HELP", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
 
 CPU = "cpu"
 GPU = "gpu"

@@ -16,6 +16,7 @@ import os
 
 import pytest
 
+from porthub.devices import usable_cores
 from porthub.runtime import paddle_cpu_settings
 
 #: a loopback address with nothing listening (port 9, discard, is not served on a test machine)
@@ -36,7 +37,7 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
 os.environ.setdefault("PORTHUB_TESTS_CALLER_THREADS", "1" if "OMP_NUM_THREADS" in os.environ else "0")
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1 and os.environ["PORTHUB_TESTS_CALLER_THREADS"] == "0":
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _workers))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // _workers))
 paddle_cpu_settings()
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "official")

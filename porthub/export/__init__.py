@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import inspect
 import json
 import os
 import shutil
@@ -329,7 +328,7 @@ def export_model(name: str, fmt: str, *, weights: str | None = None, pretrained:
         }
         extra = getattr(module, "report_fields", None)
         if extra is not None:
-            report.update(extra(options) if "options" in inspect.signature(extra).parameters else extra())
+            report.update(extra(options))
         _write_json(os.path.join(tmp, EXPORT_JSON), report)
         del run
         _publish(tmp, out, force)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..devices import parse_device
+from ..devices import parse_device, usable_cores
 from ..errors import DeviceError, ExportError, FrameworkMissingError, InputError
 from ..runtime.torch import ONNX_OPSET, onnx_export
 from ..spec import PADDLE, TORCH
@@ -129,10 +129,6 @@ def write(model: Any, example: np.ndarray, out_dir: str, *, dynamic_batch: bool 
     return list(FILES)
 
 
-def _threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _providers(ort: Any, device: str) -> list[Any]:
     where = parse_device(device, TORCH)
     if not where.is_gpu:
@@ -151,7 +147,7 @@ def runner(out_dir: str, *, device: str = "cpu", options: dict | None = None
     options = _options(options)
     ort = _module("onnxruntime")
     session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = int(options.get("threads") or _threads())
+    session_options.intra_op_num_threads = int(options.get("threads") or usable_cores())
     # one graph, run op after op: more inter-op threads only compete with the intra-op ones
     session_options.inter_op_num_threads = 1
     session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

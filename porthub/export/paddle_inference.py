@@ -60,7 +60,7 @@ def check_options(options: dict[str, Any]) -> None:
         raise ExportError(f"onednn must be True, False or 'auto', not {onednn!r}")
 
 
-def report_fields() -> dict[str, Any]:
+def report_fields(options: dict | None = None) -> dict[str, Any]:
     """What export.json records beside the common fields: the Paddle version and program format."""
     return {"paddle_version": paddle_version(), "program": "pir (inference.json)"}
 

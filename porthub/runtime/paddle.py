@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..compare import limit, map_nested, max_abs_diff
+from ..devices import usable_cores
 from ..errors import ExportError, FrameworkMissingError, KeyMismatchError
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
 ]
 
 INSTALL = "pip install 'porthub[paddle]' (CPU: pip install paddlepaddle==3.3.1)"
-
-
-def _threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def _amd_with_avx2(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -71,7 +68,7 @@ def paddle_cpu_settings() -> None:
     """
     global _OMP_SET_BY_PORTHUB
     if "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(_threads())
+        os.environ["OMP_NUM_THREADS"] = str(usable_cores())
         _OMP_SET_BY_PORTHUB = True
     if "MKL_DEBUG_CPU_TYPE" not in os.environ and _amd_with_avx2():
         os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
@@ -345,7 +342,7 @@ def paddle2onnx_export(model: Any, work_dir: str, shape: list[int | None], dtype
         data = None
     if not isinstance(data, bytes) or not data:
         raise ExportError(f"paddle2onnx {paddle2onnx.__version__} could not convert the program at opset "
-                                f"{opset} (its log above says which operator); export ONNX from the PyTorch model")
+                          f"{opset} (its log above says which operator); export ONNX from the PyTorch model")
     return data
 
 
@@ -361,7 +358,7 @@ def _inference_threads() -> int:
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
     except ValueError:
-        return _threads()
+        return usable_cores()
 
 
 def inference_predictor(model_file: str, params_file: str, *, device: str = "cpu", onednn: bool = True,
